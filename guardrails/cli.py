@@ -1,0 +1,133 @@
+"""The `guardrails` command: check, test and decide offline (serve and demo come with the proxy).
+
+Exit codes: 0 success; 1 a policy failed to load or a case failed; 2 bad usage or invalid input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import msgspec
+
+from guardrails.decide import Decision, decide_response, decide_row, fallback
+from guardrails.errors import PolicyError
+from guardrails.policy.cases import run_cases
+from guardrails.policy.compile import CompiledPolicy
+from guardrails.policy.load import load_policies, load_policy_file
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return EXIT_USAGE
+    code: int = args.run(args, sys.stdout, sys.stderr)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="guardrails", description="A decision-layer guardrail for ML models.")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    check = commands.add_parser("check", help="load policies and report every problem")
+    check.add_argument("paths", nargs="+", metavar="PATH", help="policy files or folders")
+    check.set_defaults(run=_check)
+
+    test = commands.add_parser("test", help="run the tests: cases of policies")
+    test.add_argument("paths", nargs="+", metavar="PATH", help="policy files or folders")
+    test.set_defaults(run=_test)
+
+    decide = commands.add_parser("decide", help="decide one input offline and print the decision as JSON")
+    decide.add_argument("policy", metavar="POLICY.yaml")
+    decide.add_argument("--input", required=True, metavar="JSON", help="the input fields, a JSON object")
+    given = decide.add_mutually_exclusive_group(required=True)
+    given.add_argument("--score", metavar="X", help="the model's score, or a JSON list of class probabilities")
+    given.add_argument("--model-output", metavar="JSON", help="a raw response body in the policy's protocol")
+    decide.set_defaults(run=_decide)
+    return parser
+
+
+def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    policies, problems = load_policies(args.paths)
+    for policy in policies:
+        out.write(f"{policy.file}: ok {_summary(policy)}\n")
+    for problem in problems:
+        err.write(f"{problem}\n")
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def _summary(policy: CompiledPolicy) -> str:
+    shadow = sum(rule.shadow for rule in policy.rules)
+    label = f" version {policy.version}" if policy.version else ""
+    return (
+        f"{policy.name}{label} (id {policy.version_id}): {len(policy.inputs.fields)} inputs, "
+        f"{len(policy.thresholds)} thresholds, {len(policy.rules)} rules ({shadow} shadow), {len(policy.tests)} tests"
+    )
+
+
+def _test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    policies, problems = load_policies(args.paths)
+    for problem in problems:
+        err.write(f"{problem}\n")
+    passed = failed = 0
+    for policy in policies:
+        out.write(f"{policy.name} ({policy.file})\n")
+        for result in run_cases(policy):
+            out.write(f"  {'PASS' if result.passed else 'FAIL'}  {result.name}\n")
+            for mismatch in result.mismatches:
+                out.write(f"        {mismatch}\n")
+            passed += result.passed
+            failed += not result.passed
+    out.write(f"{passed} passed, {failed} failed\n")
+    return EXIT_FAILED if failed or problems else EXIT_OK
+
+
+def _decide(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        policy = load_policy_file(args.policy)
+    except PolicyError as exc:
+        err.write(f"{exc}\n")
+        return EXIT_FAILED
+    try:
+        raw_input = _json_argument("--input", args.input)
+        given = _json_argument(
+            "--score" if args.score is not None else "--model-output", args.score or args.model_output
+        )
+    except ValueError as exc:
+        err.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    validated = policy.inputs.from_mapping(raw_input)
+    if isinstance(validated, list):
+        for error in validated:
+            err.write(f"invalid input: {error.message}\n")
+        if policy.on_invalid == "fallback":
+            out.write(decision_json(fallback(policy, "input_invalid", errors=validated)) + "\n")
+        return EXIT_USAGE
+    if args.score is not None:
+        decision = decide_row(policy, validated, given)
+    else:
+        decision = decide_response(policy, validated, given)
+    out.write(decision_json(decision) + "\n")
+    return EXIT_OK
+
+
+def _json_argument(option: str, text: str) -> Any:
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"{option} is not valid JSON ({exc}): {text[:80]!r}") from None
+
+
+def decision_json(decision: Decision) -> str:
+    """A decision as indented JSON, for people reading a terminal."""
+    return msgspec.json.format(msgspec.json.encode(decision), indent=2).decode()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

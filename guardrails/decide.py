@@ -1,0 +1,141 @@
+"""Pure: a validated input and the model's score fields in, a `Decision` out.
+
+Thresholds first (the first that matches sets the outcome and the first reason), then
+rules in file order: an enforced rule that matches sets the outcome and adds its reason,
+and `final: true` stops the enforced rules after it; shadow rules are evaluated and
+listed but never change anything. Any failure before this point is a cause, and the
+decision is the policy's fallback with that cause.
+
+No I/O, no clock, no randomness: imports the stdlib, msgspec and the policy modules only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import msgspec
+
+from guardrails.policy.compile import CompiledPolicy
+from guardrails.policy.inputs import FieldError
+from guardrails.protocols import read_rows
+from guardrails.scores import ScoreFields
+
+Cause = Literal[
+    "input_invalid",
+    "upstream_timeout",
+    "upstream_error",
+    "upstream_unavailable",
+    "output_invalid",
+    "internal_error",
+]
+CAUSES: tuple[Cause, ...] = (
+    "input_invalid",
+    "upstream_timeout",
+    "upstream_error",
+    "upstream_unavailable",
+    "output_invalid",
+    "internal_error",
+)
+
+
+class RuleFired(msgspec.Struct, frozen=True):
+    name: str
+    mode: Literal["enforce", "shadow"]
+    outcome: str
+    reason: str
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """What guardrails decided, and everything needed to say why."""
+
+    policy: str
+    policy_version: str
+    outcome: str
+    reasons: list[str]
+    rules: list[RuleFired]
+    score: float | None = None
+    confidence: float | None = None
+    margin: float | None = None
+    label: str | None = None
+    fallback: Cause | None = None
+    fallback_detail: str | None = None
+    threshold: int | None = None
+    errors: list[FieldError] | None = None
+
+
+def decide(policy: CompiledPolicy, values: Mapping[str, Any], fields: ScoreFields) -> Decision:
+    """Decide a validated input (`InputSchema` output) with the model's score fields."""
+    env = policy.inputs.to_env(values)
+    env["score"] = fields.score
+    env["confidence"] = fields.confidence
+    env["margin"] = fields.margin
+    env["label"] = fields.label
+    threshold, outcome = _first_threshold(policy, env)
+    reasons = [policy.thresholds[threshold].reason]
+    fired: list[RuleFired] = []
+    env["outcome"] = outcome
+    stopped = False
+    for rule in policy.rules:
+        if rule.shadow:
+            if rule.when.scalar(env):
+                fired.append(RuleFired(rule.name, "shadow", rule.outcome, rule.reason))
+        elif not stopped and rule.when.scalar(env):
+            outcome = env["outcome"] = rule.outcome
+            reasons.append(rule.reason)
+            fired.append(RuleFired(rule.name, "enforce", rule.outcome, rule.reason))
+            stopped = rule.final
+    return Decision(
+        policy=policy.name,
+        policy_version=policy.version_id,
+        outcome=outcome,
+        reasons=reasons,
+        rules=fired,
+        score=fields.score,
+        confidence=fields.confidence,
+        margin=fields.margin,
+        label=fields.label,
+        threshold=threshold,
+    )
+
+
+def _first_threshold(policy: CompiledPolicy, env: Mapping[str, Any]) -> tuple[int, str]:
+    for i, threshold in enumerate(policy.thresholds):
+        if threshold.when is None or threshold.when.scalar(env):
+            return i, threshold.outcome
+    raise AssertionError("compile guarantees a last threshold without `when`")
+
+
+def fallback(
+    policy: CompiledPolicy,
+    cause: Cause,
+    detail: str | None = None,
+    errors: list[FieldError] | None = None,
+) -> Decision:
+    """The policy's safe default, carrying the cause (and what went wrong)."""
+    return Decision(
+        policy=policy.name,
+        policy_version=policy.version_id,
+        outcome=policy.fallback_outcome,
+        reasons=[policy.fallback_reason],
+        rules=[],
+        fallback=cause,
+        fallback_detail=detail,
+        errors=errors,
+    )
+
+
+def decide_row(policy: CompiledPolicy, values: Mapping[str, Any], row: Any) -> Decision:
+    """Decide with one raw row of model output; unreadable output gives the fallback."""
+    fields = policy.scores.read(row)
+    if isinstance(fields, str):
+        return fallback(policy, "output_invalid", fields)
+    return decide(policy, values, fields)
+
+
+def decide_response(policy: CompiledPolicy, values: Mapping[str, Any], body: Any) -> Decision:
+    """Decide with a decoded response body in the policy's protocol, for one instance."""
+    rows = read_rows(policy.upstream, body, 1)
+    if isinstance(rows, str):
+        return fallback(policy, "output_invalid", rows)
+    return decide_row(policy, values, rows[0])
