@@ -28,6 +28,7 @@ from guardrails.scores import ScoreReader
 DERIVED_NAMES = ("score", "confidence", "margin", "label")
 RESERVED_NAMES = frozenset((*DERIVED_NAMES, "outcome", "true", "false", "null", *FUNCTION_ARITY))
 _INPUT_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_A_TYPE = {"int": "an int", "float": "a float", "bool": "a bool", "str": "a str"}
 
 Problem = tuple[tuple[str | int, ...], str, int]  # (path in the file, message, column offset)
 
@@ -172,7 +173,7 @@ def _allowed_values(item: InputSpec, path: tuple[str | int, ...], problems: list
         return None
     for i, value in enumerate(item.in_):
         if not _value_has_type(item.type, value):
-            problems.append(((*path, "in", i), f"{value!r} is not a {item.type}", 0))
+            problems.append(((*path, "in", i), f"{value!r} is not {_A_TYPE[item.type]}", 0))
     return tuple(item.in_)
 
 
@@ -182,7 +183,7 @@ def _check_default(item: InputSpec, path: tuple[str | int, ...], problems: list[
     if value is None:
         problems.append((where, "`default` cannot be null; use `required: false` for an input that may be missing", 0))
     elif not _value_has_type(item.type, value):
-        problems.append((where, f"default {value!r} is not a {item.type}", 0))
+        problems.append((where, f"default {value!r} is not {_A_TYPE[item.type]}", 0))
     elif item.in_ is not None and value not in item.in_:
         problems.append((where, f"default {value!r} is not one of the allowed values", 0))
     elif (item.min is not None and value < item.min) or (item.max is not None and value > item.max):

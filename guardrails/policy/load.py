@@ -5,8 +5,9 @@ This is the policy package's edge: it reads files. Everything it calls is pure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from guardrails.errors import PolicyError, Problem
 from guardrails.policy.compile import CompiledPolicy, compile_policy
@@ -29,18 +30,47 @@ def load_policy_text(text: str, file: str = "<policy>") -> CompiledPolicy:
 
 
 def _locate(source: Source, path: tuple[str | int, ...], message: str, col: int) -> Problem:
-    offset = col
-    if col and _is_quoted(source, path):
-        offset += 1
-    return source.problem(path, message, col_offset=offset)
+    start = source.values.get(path)
+    if not col or start is None:
+        return source.problem(path, message)
+    expr = _value_at(source.data, path).strip()
+    wanted = sum(not c.isspace() for c in expr[:col])
+    past_end = wanted >= sum(not c.isspace() for c in expr)  # e.g. a syntax error at the very end
+    for n, (line, column) in enumerate(_nonblank_positions(source.text, start)):
+        if n == wanted - past_end:
+            return Problem(source.file, line, column + past_end, message)
+    return source.problem(path, message)
 
 
-def _is_quoted(source: Source, path: tuple[str | int, ...]) -> bool:
-    position = source.values.get(path)
-    if position is None:
-        return False
-    line = source.text.splitlines()[position[0] - 1]
-    return line[position[1] - 1 : position[1]] in ("'", '"')
+def _value_at(data: Any, path: tuple[str | int, ...]) -> Any:
+    for step in path:
+        data = data[step]
+    return data
+
+
+def _nonblank_positions(text: str, start: tuple[int, int]) -> Iterator[tuple[int, int]]:
+    """The file position of each non-blank character of the scalar that starts at `start`.
+
+    A quoted, folded or multi-line scalar spreads its value over the file in its own way, but
+    the value's non-blank characters stand in the same order in the file: an expression's
+    column is found by counting those, not by adding to the scalar's column.
+    """
+    lines = text.splitlines()
+    row, i = start[0] - 1, start[1] - 1
+    style = lines[row][i : i + 1]
+    if style in ("|", ">"):
+        row, i = row + 1, 0  # a block scalar's value starts on the next line
+    elif style in ("'", '"'):
+        i += 1
+    for number in range(row + 1, len(lines) + 1):
+        line = lines[number - 1]
+        while i < len(line):
+            if (style == '"' and line[i] == "\\") or (style == "'" and line[i : i + 2] == "''"):
+                i += 1  # an escape: two characters in the file, one in the value
+            if i < len(line) and not line[i].isspace():
+                yield number, i + 1
+            i += 1
+        i = 0
 
 
 def load_policy_file(path: str | Path) -> CompiledPolicy:

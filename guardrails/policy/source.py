@@ -18,6 +18,7 @@ from guardrails.errors import PolicyError, Problem
 
 MAX_FILE_BYTES = 256 * 1024
 MAX_NESTING = 32
+_PLAIN_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 Path = tuple[str | int, ...]
 
@@ -97,6 +98,10 @@ def read_source(text: str, file: str) -> Source:
 def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, source: Source, problems: list[Problem]) -> Any:
     # Recursion is bounded: composing already refused nesting deeper than MAX_NESTING.
     source.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
+        # A tagged collection (`!!python/object:...`) is the safe constructor's to refuse,
+        # as it refuses a tagged scalar; walking it as a plain mapping would drop the tag.
+        return loader.construct_object(node, deep=True)
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:

@@ -1,0 +1,84 @@
+"""Prometheus metrics, one registry per app (no globals), in the text exposition format.
+
+prometheus-client is the reference implementation of the format and its histogram and
+label handling; writing our own would only be a worse copy.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from guardrails.decide import Decision
+from guardrails.policy.inputs import FieldError
+from guardrails.upstream.breaker import STATE_VALUES, State
+from guardrails.upstream.caller import UpstreamResult
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # the *_created series only double the exposition
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.decisions = Counter(
+            "guardrails_decisions", "Decisions by policy and outcome", ["policy", "outcome"], registry=r
+        )
+        self.reasons = Counter("guardrails_decision_reasons", "Reasons given, by policy", ["policy", "reason"], registry=r)
+        self.fallbacks = Counter("guardrails_fallbacks", "Fallback decisions by cause", ["policy", "cause"], registry=r)
+        self.rule_fires = Counter("guardrails_rule_fires", "Rules that fired", ["policy", "rule", "mode"], registry=r)
+        self.input_errors = Counter(
+            "guardrails_input_errors", "Input validation failures by field", ["policy", "field"], registry=r
+        )
+        self.upstream_requests = Counter(
+            "guardrails_upstream_requests", "Model calls by result", ["policy", "status"], registry=r
+        )
+        self.upstream_retries = Counter("guardrails_upstream_retries", "Retried model calls", ["policy"], registry=r)
+        self.upstream_latency = Histogram(
+            "guardrails_upstream_latency_seconds",
+            "Model call latency, retries included",
+            ["policy"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.request_latency = Histogram(
+            "guardrails_request_latency_seconds",
+            "Decision request latency inside guardrails",
+            ["policy", "endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            "guardrails_circuit_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["policy"], registry=r
+        )
+
+    def record_decision(self, decision: Decision) -> None:
+        policy = decision.policy
+        self.decisions.labels(policy, decision.outcome).inc()
+        for reason in decision.reasons:
+            self.reasons.labels(policy, reason).inc()
+        if decision.fallback is not None:
+            self.fallbacks.labels(policy, decision.fallback).inc()
+        for rule in decision.rules:
+            self.rule_fires.labels(policy, rule.name, rule.mode).inc()
+
+    def record_input_errors(self, policy: str, errors: list[FieldError]) -> None:
+        # An unknown field's name comes from the caller: never let it become a label value.
+        for field in {e.field if e.constraint not in ("unknown", "body") else f"({e.constraint})" for e in errors}:
+            self.input_errors.labels(policy, field).inc()
+
+    def record_upstream(self, policy: str, result: UpstreamResult, state: State) -> None:
+        self.upstream_requests.labels(policy, result.status).inc()
+        if result.attempts > 1:
+            self.upstream_retries.labels(policy).inc(result.attempts - 1)
+        if result.status != "circuit_open":
+            self.upstream_latency.labels(policy).observe(result.latency_ms / 1000)
+        self.circuit_state.labels(policy).set(STATE_VALUES[state])
+
+    def record_latency(self, policy: str, endpoint: str, seconds: float) -> None:
+        self.request_latency.labels(policy, endpoint).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,69 @@
+"""Run an ASGI app under uvicorn on loopback: in the foreground (`serve`) or in a thread.
+
+The socket is bound before uvicorn starts, so port 0 gives a free port that is known at
+once: the demo and the integration tests start real servers this way.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+
+def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: Any, log_level: str = "warning", **options: Any) -> uvicorn.Config:
+    """uvicorn with uvloop and httptools when installed (the `serve` extra), asyncio and h11 otherwise."""
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        loop="auto",
+        http="auto",
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+        **options,
+    )
+
+
+class ServerThread:
+    """An ASGI app served on 127.0.0.1 from a background thread; `url` is ready after `start`."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+        self.socket = bind(host, port)
+        self.port: int = self.socket.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self.server = uvicorn.Server(uvicorn_config(app, log_level=log_level))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    def start(self, timeout_s: float = 10.0) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server on {self.url} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout_s)
+        self.socket.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
