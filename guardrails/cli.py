@@ -50,6 +50,19 @@ def _parser() -> argparse.ArgumentParser:
     given.add_argument("--score", metavar="X", help="the model's score, or a JSON list of class probabilities")
     given.add_argument("--model-output", metavar="JSON", help="a raw response body in the policy's protocol")
     decide.set_defaults(run=_decide)
+
+    serve = commands.add_parser("serve", help="serve the policies as an HTTP guardrail proxy")
+    serve.add_argument("--policies", default="policies", metavar="DIR", help="policy folder (default: policies)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-body-bytes", type=int, default=1024 * 1024, help="larger bodies get 413")
+    serve.add_argument("--max-batch", type=int, default=1000, help="most instances in one batch request")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser("demo", help="run a model server and the proxy, send varied traffic, summarise")
+    demo.add_argument("--policies", default="policies", metavar="DIR", help="policy folder (default: policies)")
+    demo.set_defaults(run=_demo)
     return parser
 
 
@@ -122,6 +135,40 @@ def _json_argument(option: str, text: str) -> Any:
         return msgspec.json.decode(text)
     except msgspec.DecodeError as exc:
         raise ValueError(f"{option} is not valid JSON ({exc}): {text[:80]!r}") from None
+
+
+def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import uvicorn
+
+    from guardrails.app import build_app
+    from guardrails.logs import configure_logging
+    from guardrails.runner import bind, uvicorn_config
+    from guardrails.server import ServerSettings
+
+    policies, problems = load_policies([args.policies])
+    for problem in problems:
+        err.write(f"{problem}\n")
+    if problems or not policies:
+        return EXIT_FAILED
+    configure_logging(args.log_level)
+    settings = ServerSettings(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch)
+    app = build_app(policies, settings)
+    sock = bind(args.host, args.port)
+    out.write(f"guardrails serving {len(policies)} policies on http://{args.host}:{sock.getsockname()[1]}\n")
+    out.flush()
+    uvicorn.Server(uvicorn_config(app, log_level=args.log_level)).run(sockets=[sock])
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from guardrails.demo.run import run_demo
+
+    policies, problems = load_policies([args.policies])
+    for problem in problems:
+        err.write(f"{problem}\n")
+    if problems or not policies:
+        return EXIT_FAILED
+    return run_demo(policies, out)
 
 
 def decision_json(decision: Decision) -> str:

@@ -66,15 +66,23 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
 
 def decide(policy: CompiledPolicy, values: Mapping[str, Any], fields: ScoreFields) -> Decision:
     """Decide a validated input (`InputSchema` output) with the model's score fields."""
+    # Runs once per request: locals instead of repeated attribute lookups, the threshold loop inline.
     env = policy.inputs.to_env(values)
-    env["score"] = fields.score
-    env["confidence"] = fields.confidence
-    env["margin"] = fields.margin
-    env["label"] = fields.label
-    threshold, outcome = _first_threshold(policy, env)
-    reasons = [policy.thresholds[threshold].reason]
+    score = env["score"] = fields.score
+    confidence = env["confidence"] = fields.confidence
+    margin = env["margin"] = fields.margin
+    label = env["label"] = fields.label
+    threshold = 0
+    for first in policy.thresholds:
+        when = first.when
+        if when is None or when.scalar(env):
+            break
+        threshold += 1
+    else:
+        raise AssertionError("compile guarantees a last threshold without `when`")
+    outcome = env["outcome"] = first.outcome
+    reasons = [first.reason]
     fired: list[RuleFired] = []
-    env["outcome"] = outcome
     stopped = False
     for rule in policy.rules:
         if rule.shadow:
@@ -91,19 +99,12 @@ def decide(policy: CompiledPolicy, values: Mapping[str, Any], fields: ScoreField
         outcome=outcome,
         reasons=reasons,
         rules=fired,
-        score=fields.score,
-        confidence=fields.confidence,
-        margin=fields.margin,
-        label=fields.label,
+        score=score,
+        confidence=confidence,
+        margin=margin,
+        label=label,
         threshold=threshold,
     )
-
-
-def _first_threshold(policy: CompiledPolicy, env: Mapping[str, Any]) -> tuple[int, str]:
-    for i, threshold in enumerate(policy.thresholds):
-        if threshold.when is None or threshold.when.scalar(env):
-            return i, threshold.outcome
-    raise AssertionError("compile guarantees a last threshold without `when`")
 
 
 def fallback(

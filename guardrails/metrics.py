@@ -20,13 +20,15 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 class Metrics:
     def __init__(self) -> None:
-        disable_created_metrics()  # the *_created series only double the exposition
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the output
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.decisions = Counter(
             "guardrails_decisions", "Decisions by policy and outcome", ["policy", "outcome"], registry=r
         )
-        self.reasons = Counter("guardrails_decision_reasons", "Reasons given, by policy", ["policy", "reason"], registry=r)
+        self.reasons = Counter(
+            "guardrails_decision_reasons", "Reasons given, by policy", ["policy", "reason"], registry=r
+        )
         self.fallbacks = Counter("guardrails_fallbacks", "Fallback decisions by cause", ["policy", "cause"], registry=r)
         self.rule_fires = Counter("guardrails_rule_fires", "Rules that fired", ["policy", "rule", "mode"], registry=r)
         self.input_errors = Counter(

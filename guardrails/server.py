@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
@@ -97,20 +98,38 @@ _ERRORS = {
 }
 
 
-def create_app(settings: ServerSettings, policies: Mapping[str, LivePolicy], metrics: Metrics | None = None) -> Litestar:
+def create_app(
+    settings: ServerSettings, policies: Mapping[str, LivePolicy], metrics: Metrics | None = None
+) -> Litestar:
     """The guardrails HTTP app serving `policies` (name -> compiled policy and its upstream)."""
     metrics = metrics or Metrics()
     service = DecisionService(policies, metrics, DecisionIds(), settings.max_batch)
 
-    def respond(answer: Answer, request: Request[Any, Any, Any]) -> Response[bytes]:
-        headers = {}
-        request_id = _request_id(request)
-        if request_id is not None:
-            headers["x-request-id"] = request_id
-        if len(answer.decision_ids) == 1:
-            headers["x-decision-id"] = answer.decision_ids[0]
-        return Response(answer.body, status_code=answer.status, media_type=JSON, headers=headers)
+    async def close_upstreams() -> None:
+        for live_policy in policies.values():
+            await live_policy.upstream.transport.close()
 
+    return Litestar(
+        route_handlers=[*_decision_routes(service), *_operation_routes(policies, metrics)],
+        exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title=settings.title, version="1"),
+        on_shutdown=[close_upstreams],
+        logging_config=None,
+    )
+
+
+def _respond(answer: Answer, request: Request[Any, Any, Any]) -> Response[bytes]:
+    headers = {}
+    request_id = _request_id(request)
+    if request_id is not None:
+        headers["x-request-id"] = request_id
+    if len(answer.decision_ids) == 1:
+        headers["x-decision-id"] = answer.decision_ids[0]
+    return Response(answer.body, status_code=answer.status, media_type=JSON, headers=headers)
+
+
+def _decision_routes(service: DecisionService) -> list[HTTPRouteHandler]:
     @post(
         "/v1/decide/{policy:str}",
         operation_class=_DecideOperation,
@@ -120,7 +139,7 @@ def create_app(settings: ServerSettings, policies: Mapping[str, LivePolicy], met
     )
     async def decide(request: Request[Any, Any, Any], policy: str) -> Response[DecisionEnvelope]:
         body = await request.body()
-        return respond(await service.decide(policy, body, _request_id(request)), request)  # type: ignore[return-value]
+        return _respond(await service.decide(policy, body, _request_id(request)), request)  # type: ignore[return-value]
 
     @post(
         "/v1/decide/{policy:str}/batch",
@@ -131,8 +150,13 @@ def create_app(settings: ServerSettings, policies: Mapping[str, LivePolicy], met
     )
     async def decide_batch(request: Request[Any, Any, Any], policy: str) -> Response[BatchEnvelope]:
         body = await request.body()
-        return respond(await service.decide_batch(policy, body, _request_id(request)), request)  # type: ignore[return-value]
+        answer = await service.decide_batch(policy, body, _request_id(request))
+        return _respond(answer, request)  # type: ignore[return-value]
 
+    return [decide, decide_batch]
+
+
+def _operation_routes(policies: Mapping[str, LivePolicy], metrics: Metrics) -> list[HTTPRouteHandler]:
     @get("/health/live", summary="The process is up")
     async def live() -> Health:
         return Health("ok", len(policies))
@@ -160,18 +184,7 @@ def create_app(settings: ServerSettings, policies: Mapping[str, LivePolicy], met
             metrics.circuit_state.labels(name).set(_circuit_value(live_policy))
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
-    async def close_upstreams() -> None:
-        for live_policy in policies.values():
-            await live_policy.upstream.transport.close()
-
-    return Litestar(
-        route_handlers=[decide, decide_batch, live, ready, list_policies, one_policy, metrics_endpoint],
-        exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
-        request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title=settings.title, version="1"),
-        on_shutdown=[close_upstreams],
-        logging_config=None,
-    )
+    return [live, ready, list_policies, one_policy, metrics_endpoint]
 
 
 def _request_id(request: Request[Any, Any, Any]) -> str | None:
@@ -205,7 +218,11 @@ _STATUS_ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     code = _STATUS_ERRORS.get(exc.status_code, "http_error")
-    detail = exc.detail if exc.status_code != 413 else f"the body is over the limit of {request.app.request_max_body_size} bytes"
+    detail = (
+        exc.detail
+        if exc.status_code != 413
+        else f"the body is over the limit of {request.app.request_max_body_size} bytes"
+    )
     body = msgspec.json.encode(ErrorBody(code, str(detail)))
     return Response(body, status_code=exc.status_code, media_type=JSON, headers=exc.headers or None)
 

@@ -135,17 +135,25 @@ class DecisionService:
             for e in item
         ]
         if errors:
-            self.metrics.record_input_errors(policy.name, [e for item in checked if isinstance(item, list) for e in item])
+            self.metrics.record_input_errors(
+                policy.name, [e for item in checked if isinstance(item, list) for e in item]
+            )
         if errors and policy.on_invalid == "reject":
             rejected = InputRejected(
-                decision_id=ids[0], policy=policy.name, policy_version=policy.version_id, errors=errors, request_id=request_id
+                decision_id=ids[0],
+                policy=policy.name,
+                policy_version=policy.version_id,
+                errors=errors,
+                request_id=request_id,
             )
             return Answer(422, _encode(rejected), tuple(ids))
         try:
             decisions, models = await self._decide_many(live, checked)
         except Exception:
             log.exception("internal error deciding a batch for policy %s", policy.name)
-            decisions = [fallback(policy, "internal_error", "an internal error occurred; see the server log")] * len(ids)
+            decisions = [fallback(policy, "internal_error", "an internal error occurred; see the server log")] * len(
+                ids
+            )
             models = [ModelCall("skipped")] * len(ids)
         latency_ms = (self.clock() - started) * 1000
         envelopes = []
@@ -228,14 +236,22 @@ class DecisionService:
         if decision.fallback is not None:
             log.warning(
                 "fallback",
-                extra={"decision_id": decision_id, "policy": decision.policy, "cause": decision.fallback,
-                       "detail": decision.fallback_detail},
+                extra={
+                    "decision_id": decision_id,
+                    "policy": decision.policy,
+                    "cause": decision.fallback,
+                    "detail": decision.fallback_detail,
+                },
             )
         elif log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "decision",
-                extra={"decision_id": decision_id, "policy": decision.policy, "outcome": decision.outcome,
-                       "reasons": decision.reasons},
+                extra={
+                    "decision_id": decision_id,
+                    "policy": decision.policy,
+                    "outcome": decision.outcome,
+                    "reasons": decision.reasons,
+                },
             )
 
 

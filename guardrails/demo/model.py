@@ -30,24 +30,34 @@ Send = Callable[[Message], Awaitable[None]]
 
 MODES = ("ok", "error", "unavailable", "slow", "garbage", "wrong_shape", "constant")
 MODERATION_LABELS = ("ok", "spam", "harassment", "violence")
-_CREDIT_WEIGHTS = np.array([2.2e-5, -2.5e-3, -1.8e-5, 0.9])
-_CREDIT_BIAS = -0.4
 
 
 def credit_probability(features: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """P(bad) for rows of (amount, account_age_days, income, prior_defaults)."""
-    logits = features @ _CREDIT_WEIGHTS + _CREDIT_BIAS
-    return 1.0 / (1.0 + np.exp(-logits))
+    amount, age_days, income, prior_defaults = features.T
+    burden = np.minimum(amount / (income + 1.0), 10.0)
+    logits = -3.0 + 3.0 * burden - 0.001 * np.minimum(age_days, 2000.0) + 1.2 * prior_defaults
+    probability: np.ndarray[Any, Any] = 1.0 / (1.0 + np.exp(-logits))
+    return probability
 
 
 def moderation_probabilities(item: dict[str, Any]) -> list[float]:
-    """Class probabilities from a few numeric signals of a moderation request."""
-    links = float(item.get("link_count", 0) or 0)
-    strikes = float(item.get("prior_strikes", 0) or 0)
-    reports = float(item.get("report_count", 0) or 0)
-    length = float(item.get("text_length", 100) or 0)
-    logits = np.array([2.0 - 0.3 * strikes, 0.6 * links - 1.0, 0.5 * reports - 1.5, 0.8 * strikes - 2.5 + reports * 0.2])
-    logits[0] += min(length, 2000.0) / 2000.0
+    """P(ok, spam, harassment, violence) from a few signals of a moderation request."""
+    text = str(item.get("text") or "")
+    links = text.count("http")
+    shouting = sum(c.isupper() for c in text) / max(len(text), 1)
+    strikes = float(item.get("prior_strikes") or 0)
+    reports = float(item.get("report_count") or 0)
+    age = min(float(item.get("author_account_age_days") or 0), 365.0)
+    direct = 1.0 if item.get("channel") == "direct_message" else 0.0
+    logits = np.array(
+        [
+            2.5 + age / 365 - 0.15 * strikes - 0.1 * reports,
+            -1.0 + 0.8 * links + (1.0 if age < 7 else 0.0),
+            -2.0 + 0.15 * reports + 0.5 * direct + 2.0 * shouting,
+            -3.0 + 0.1 * strikes + 0.1 * reports,
+        ]
+    )
     exp = np.exp(logits - logits.max())
     return [round(float(p), 6) for p in exp / exp.sum()]
 

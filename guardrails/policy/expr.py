@@ -77,6 +77,7 @@ _ALLOWED_NODES: tuple[type[ast.AST], ...] = (
     ast.BinOp,
     ast.Compare,
     ast.Call,
+    ast.keyword,  # so that `_Typer` can say "takes no keyword arguments"
     ast.Name,
     ast.Load,
     ast.Constant,

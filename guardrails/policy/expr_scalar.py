@@ -177,16 +177,21 @@ def _compile_arith(expr: Arith) -> Scalar:
 
 
 def _nan_min(a: float, b: float) -> float:
-    # NaN in, NaN out, like numpy.minimum.
-    if a <= b:
+    # NaN in, NaN out, like numpy.minimum. A tie goes to numpy itself: 0.0 and -0.0
+    # compare equal, and which of the two it returns is numpy's choice (the second, on x86).
+    if a < b:
         return a
-    return b if b < a else NAN
+    if b < a:
+        return b
+    return float(np.minimum(a, b)) if a == b else NAN
 
 
 def _nan_max(a: float, b: float) -> float:
-    if a >= b:
+    if a > b:
         return a
-    return b if b > a else NAN
+    if b > a:
+        return b
+    return float(np.maximum(a, b)) if a == b else NAN
 
 
 def _log(x: float) -> float:

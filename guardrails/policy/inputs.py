@@ -11,13 +11,16 @@ Imports the stdlib and msgspec only.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 NAN = math.nan
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+FLOAT_MAX = sys.float_info.max
 _PYTHON_TYPE: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
 _TYPE_WORD = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
 
@@ -66,7 +69,7 @@ class InputSchema:
             kw_only=True,
         )
         self._decoder = msgspec.json.Decoder(self._struct)
-        self._post_checked = tuple(f for f in fields if _needs_post_check(f))
+        self._post_checks = tuple((f.name, _passes(f)) for f in fields if _needs_post_check(f))
         self._int_fields = tuple(f.name for f in fields if f.type == "int")
         self._nan_when_missing = tuple(f.name for f in fields if f.type == "float" and f.optional)
 
@@ -79,7 +82,7 @@ class InputSchema:
                 raw = msgspec.json.decode(body)
             except msgspec.DecodeError as exc:
                 raise MalformedBody(str(exc)) from None
-            return self.check_all(raw)
+            return self._slow_path(raw)
         except msgspec.DecodeError as exc:
             raise MalformedBody(str(exc)) from None
         return values if self._passes_post_checks(values) else self.check_all(values)
@@ -89,8 +92,19 @@ class InputSchema:
         try:
             values = msgspec.structs.asdict(msgspec.convert(raw, self._struct))
         except msgspec.ValidationError:
-            return self.check_all(raw)
+            return self._slow_path(raw)
         return values if self._passes_post_checks(values) else self.check_all(raw)
+
+    def _slow_path(self, raw: Any) -> dict[str, Any] | list[FieldError]:
+        """Every violation; or, when there is none, the struct refused a null given for an input
+        with a default. Null means "not given", as `check_all` treats it: the default applies."""
+        errors = self.check_all(raw)
+        if errors:
+            return errors
+        given = {name: value for name, value in raw.items() if value is not None}
+        if len(given) == len(raw):
+            raise AssertionError("the input struct refused an input that check_all accepts")
+        return self.from_mapping(given)
 
     def to_env(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The expression environment: numbers as floats, a missing number as NaN."""
@@ -104,7 +118,12 @@ class InputSchema:
         return env
 
     def _passes_post_checks(self, values: Mapping[str, Any]) -> bool:
-        return all(not _field_errors(f, values[f.name]) for f in self._post_checked if values[f.name] is not None)
+        # Runs on every valid request: a loop over precompiled checks, no generator, no messages.
+        for name, passes in self._post_checks:
+            value = values[name]
+            if value is not None and not passes(value):
+                return False
+        return True
 
     def check_all(self, raw: Any) -> list[FieldError]:
         """Every violation in `raw`, in field order (the slow path)."""
@@ -137,9 +156,9 @@ def _struct_field(f: InputField) -> tuple[str, Any, Any] | tuple[str, Any]:
 def _annotated_type(f: InputField) -> Any:
     if f.allowed is not None and f.type in ("str", "int"):
         return Literal[f.allowed]  # msgspec checks str and int literals in the one pass
-    if f.type == "int" and (f.min is not None or f.max is not None):
-        low = math.ceil(f.min) if f.min is not None else None
-        high = math.floor(f.max) if f.max is not None else None
+    if f.type == "int":  # always bounded: numbers past 64 bits cannot be held as the floats rules see
+        low = INT64_MIN if f.min is None else max(math.ceil(f.min), INT64_MIN)
+        high = INT64_MAX if f.max is None else min(math.floor(f.max), INT64_MAX)
         return Annotated[int, msgspec.Meta(ge=low, le=high)]
     if f.type == "float" and (f.min is not None or f.max is not None):
         return Annotated[float, msgspec.Meta(ge=f.min, le=f.max)]
@@ -158,10 +177,27 @@ def _needs_post_check(f: InputField) -> bool:
     return f.allowed is not None and not literal
 
 
+def _passes(f: InputField) -> Callable[[Any], bool]:
+    """`not _field_errors(f, value)`, fast for the common case: a float with at most a range."""
+    if f.type != "float" or f.allowed is not None:
+        return lambda value: not _field_errors(f, value)
+    low = -math.inf if f.min is None else f.min
+    high = math.inf if f.max is None else f.max
+    isfinite = math.isfinite
+
+    def passes(value: Any) -> bool:
+        # The tests of `_has_type` and then of min and max; a finite value is never NaN, so
+        # `low <= value` is exactly `not value < f.min`.
+        if isinstance(value, float):
+            return isfinite(value) and low <= value <= high
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    return passes
+
+
 def _field_errors(f: InputField, value: Any) -> list[FieldError]:
     if not _has_type(f.type, value):
-        message = f"`{f.name}` must be {_TYPE_WORD[f.type]}, got {_json_type(value)} {_show(value)}"
-        return [FieldError(f.name, "type", message.rstrip())]
+        return [FieldError(f.name, "type", _type_message(f, value))]
     errors: list[FieldError] = []
     if f.min is not None and value < f.min:
         errors.append(FieldError(f.name, "min", f"`{f.name}` must be >= {_number(f.min)}, got {_show(value)}"))
@@ -177,15 +213,25 @@ def _field_errors(f: InputField, value: Any) -> list[FieldError]:
     return errors
 
 
+def _type_message(f: InputField, value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):  # an integer too large for the type
+        size = "64 bits" if f.type == "int" else "a 64-bit float"
+        return f"`{f.name}` must fit in {size}, got an integer of {value.bit_length()} bits"
+    if isinstance(value, float) and f.type == "float":  # NaN or infinity
+        return f"`{f.name}` must be a finite number, got {value}"
+    shown = str(value) if isinstance(value, float) else _show(value)  # 1.0 for an int input is not "1"
+    return f"`{f.name}` must be {_TYPE_WORD[f.type]}, got {_json_type(value)} {shown}".rstrip()
+
+
 def _has_type(kind: str, value: Any) -> bool:
     if kind == "bool":
         return isinstance(value, bool)
     if isinstance(value, bool):
         return False
     if kind == "int":
-        return isinstance(value, int)
-    if kind == "float":
-        return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+        return isinstance(value, int) and INT64_MIN <= value <= INT64_MAX
+    if kind == "float":  # finite, and within float range (NaN fails both comparisons)
+        return isinstance(value, int | float) and -FLOAT_MAX <= value <= FLOAT_MAX
     return isinstance(value, str)
 
 

@@ -81,7 +81,9 @@ class Upstream:
         if isinstance(answer, TransportFailure):
             if answer.kind == "too_large":
                 self.breaker.record_success()
-                return UpstreamResult(None, "output_invalid", answer.detail, "invalid_output", None, latency_ms, attempts)
+                return UpstreamResult(
+                    None, "output_invalid", answer.detail, "invalid_output", None, latency_ms, attempts
+                )
             self.breaker.record_failure(now)
             if answer.kind == "timeout":
                 return UpstreamResult(None, "upstream_timeout", answer.detail, "timeout", None, latency_ms, attempts)
@@ -94,7 +96,9 @@ class Upstream:
             self.breaker.record_success()
         if not 200 <= answer.status < 300:
             detail = f"HTTP {answer.status}: {answer.body[:200].decode('utf-8', 'replace')}"
-            return UpstreamResult(None, "upstream_error", detail, "error", answer.status, latency_ms, attempts, answer.body)
+            return UpstreamResult(
+                None, "upstream_error", detail, "error", answer.status, latency_ms, attempts, answer.body
+            )
         rows = decode_rows(self.spec, answer.body, count)
         if isinstance(rows, str):
             return UpstreamResult(
