@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import msgspec
 from litestar import Litestar
 
+from guardrails.audit.store import AuditStore
 from guardrails.metrics import Metrics
 from guardrails.policy.compile import CompiledPolicy
 from guardrails.server import ServerSettings, create_app
@@ -41,5 +42,11 @@ def build_app(
     settings: ServerSettings | None = None,
     urls: Mapping[str, str] | None = None,
     metrics: Metrics | None = None,
+    audit: AuditStore | None = None,
 ) -> Litestar:
-    return create_app(settings or ServerSettings(), live_policies(policies, urls=urls), metrics)
+    return create_app(settings or ServerSettings(), live_policies(policies, urls=urls), metrics, audit)
+
+
+def hashed_fields(policies: Iterable[CompiledPolicy]) -> list[str]:
+    """`policy.field` for every input the audit log must hash (these need GUARDRAILS_AUDIT_KEY)."""
+    return [f"{p.name}.{f.name}" for p in policies for f in p.inputs.fields if f.audit == "hash"]

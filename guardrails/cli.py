@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 a policy failed to load or a case failed; 2 bad usage o
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -17,8 +18,10 @@ from guardrails.errors import PolicyError
 from guardrails.policy.cases import run_cases
 from guardrails.policy.compile import CompiledPolicy
 from guardrails.policy.load import load_policies, load_policy_file
+from guardrails.server import ServerSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_AUDIT = "guardrails-audit.db"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, default=1024 * 1024, help="larger bodies get 413")
     serve.add_argument("--max-batch", type=int, default=1000, help="most instances in one batch request")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--audit", default=DEFAULT_AUDIT, metavar="PATH", help=f"audit log (default: {DEFAULT_AUDIT})")
+    serve.add_argument("--no-audit", action="store_true", help="record nothing (not for production)")
+    serve.add_argument(
+        "--audit-durability",
+        choices=["sync", "async"],
+        default="sync",
+        help="sync: answer only once the record is committed (default); async: answer at once",
+    )
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="run a model server and the proxy, send varied traffic, summarise")
@@ -141,23 +152,56 @@ def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import uvicorn
 
     from guardrails.app import build_app
+    from guardrails.audit.sqlite import SQLiteAuditStore
     from guardrails.logs import configure_logging
     from guardrails.runner import bind, uvicorn_config
-    from guardrails.server import ServerSettings
 
     policies, problems = load_policies([args.policies])
     for problem in problems:
         err.write(f"{problem}\n")
     if problems or not policies:
         return EXIT_FAILED
+    settings = settings_from_env(args.max_body_bytes, args.max_batch)
+    missing_key = _missing_audit_key(policies, settings.audit_key, audit_on=not args.no_audit)
+    if missing_key:
+        err.write(missing_key)
+        return EXIT_USAGE
     configure_logging(args.log_level)
-    settings = ServerSettings(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch)
-    app = build_app(policies, settings)
+    audit = None if args.no_audit else SQLiteAuditStore(args.audit, args.audit_durability)
+    app = build_app(policies, settings, audit=audit)
     sock = bind(args.host, args.port)
-    out.write(f"guardrails serving {len(policies)} policies on http://{args.host}:{sock.getsockname()[1]}\n")
+    where = "off" if audit is None else f"{args.audit} ({args.audit_durability})"
+    out.write(
+        f"guardrails serving {len(policies)} policies on http://{args.host}:{sock.getsockname()[1]}; audit: {where}\n"
+    )
     out.flush()
     uvicorn.Server(uvicorn_config(app, log_level=args.log_level)).run(sockets=[sock])
     return EXIT_OK
+
+
+def settings_from_env(max_body_bytes: int = 1024 * 1024, max_batch: int = 1000) -> ServerSettings:
+    """Server settings, with the tokens and the audit key from the environment."""
+    key = os.environ.get("GUARDRAILS_AUDIT_KEY") or None
+    return ServerSettings(
+        max_body_bytes=max_body_bytes,
+        max_batch=max_batch,
+        admin_token=os.environ.get("GUARDRAILS_ADMIN_TOKEN") or None,
+        api_token=os.environ.get("GUARDRAILS_API_TOKEN") or None,
+        audit_key=key.encode() if key else None,
+    )
+
+
+def _missing_audit_key(policies: list[CompiledPolicy], key: bytes | None, audit_on: bool) -> str | None:
+    from guardrails.app import hashed_fields
+
+    fields = hashed_fields(policies)
+    if not audit_on or key is not None or not fields:
+        return None
+    return (
+        f"error: {', '.join(fields)} {'is' if len(fields) == 1 else 'are'} marked `audit: hash`, "
+        "which needs a secret key: set GUARDRAILS_AUDIT_KEY (for example "
+        "`export GUARDRAILS_AUDIT_KEY=$(openssl rand -hex 32)`), or run with --no-audit\n"
+    )
 
 
 def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

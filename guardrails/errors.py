@@ -5,7 +5,8 @@ model) are values, not exceptions: see `guardrails.decide` and its causes.
 
     GuardrailsError
     ├── PolicyError        a policy file that cannot be loaded; lists every problem found
-    └── ExpressionError    one `when:` expression that is not in the language
+    ├── ExpressionError    one `when:` expression that is not in the language
+    └── AuditUnavailable   the audit store cannot write (full, unwritable, closed)
 
 Must not import anything from the rest of the package.
 """
@@ -47,3 +48,7 @@ class ExpressionError(GuardrailsError):
         self.message = message
         self.col = col
         super().__init__(message)
+
+
+class AuditUnavailable(GuardrailsError):
+    """The audit store could not commit a record; in sync durability the caller gets a 503."""

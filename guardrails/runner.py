@@ -34,6 +34,7 @@ def uvicorn_config(app: Any, log_level: str = "warning", **options: Any) -> uvic
         http="auto",
         lifespan="on",
         timeout_graceful_shutdown=30,
+        log_config=None,  # uvicorn's loggers propagate to ours (JSON lines once configured)
         **options,
     )
 

@@ -9,9 +9,10 @@ the service turns it into the fallback).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
@@ -21,6 +22,9 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 
+from guardrails.audit.recorder import AuditRecorder
+from guardrails.audit.store import AuditStore, NullAuditStore
+from guardrails.auth import Guard, api_guard
 from guardrails.envelope import BatchEnvelope, DecisionEnvelope, ErrorBody, InputRejected
 from guardrails.ids import DecisionIds
 from guardrails.metrics import CONTENT_TYPE, Metrics
@@ -29,6 +33,13 @@ from guardrails.upstream.breaker import STATE_VALUES
 
 log = logging.getLogger("guardrails.server")
 JSON = "application/json"
+
+
+def wall_ms() -> int:
+    """Milliseconds since the epoch: the timestamp of audit records."""
+    return time.time_ns() // 1_000_000
+
+
 MAX_REQUEST_ID = 200
 
 
@@ -37,7 +48,9 @@ class ServerSettings:
     max_body_bytes: int = 1024 * 1024
     max_batch: int = 1000
     title: str = "guardrails"
-    extra: dict[str, Any] = field(default_factory=dict)
+    admin_token: str | None = None  # GUARDRAILS_ADMIN_TOKEN: audit and admin endpoints
+    api_token: str | None = None  # GUARDRAILS_API_TOKEN: decision endpoints, when set
+    audit_key: bytes | None = field(default=None, repr=False)  # GUARDRAILS_AUDIT_KEY: HMAC for `audit: hash`
 
 
 class UpstreamInfo(msgspec.Struct, frozen=True):
@@ -64,6 +77,13 @@ class PolicyList(msgspec.Struct, frozen=True):
 class Health(msgspec.Struct, frozen=True):
     status: str
     policies: int
+    audit: Literal["ok", "unavailable", "off"]
+
+
+def _audit_state(store: AuditStore) -> Literal["ok", "unavailable", "off"]:
+    if isinstance(store, NullAuditStore):
+        return "off"
+    return "ok" if store.healthy() else "unavailable"
 
 
 def _object_body(description: str, example_key: str) -> RequestBody:
@@ -99,18 +119,33 @@ _ERRORS = {
 
 
 def create_app(
-    settings: ServerSettings, policies: Mapping[str, LivePolicy], metrics: Metrics | None = None
+    settings: ServerSettings,
+    policies: Mapping[str, LivePolicy],
+    metrics: Metrics | None = None,
+    audit: AuditStore | None = None,
 ) -> Litestar:
-    """The guardrails HTTP app serving `policies` (name -> compiled policy and its upstream)."""
+    """The guardrails HTTP app serving `policies` (name -> compiled policy and its upstream).
+
+    With an `audit` store every decision is recorded (see guardrails.audit); without one,
+    auditing is off.
+    """
     metrics = metrics or Metrics()
-    service = DecisionService(policies, metrics, DecisionIds(), settings.max_batch)
+    recorder = AuditRecorder(audit, settings.audit_key, wall_ms) if audit is not None else None
+    service = DecisionService(policies, metrics, DecisionIds(), settings.max_batch, recorder)
+    store: AuditStore = audit if audit is not None else NullAuditStore()
+    for live_policy in policies.values():
+        store.add_policy(live_policy.policy, wall_ms())
 
     async def close_upstreams() -> None:
         for live_policy in policies.values():
             await live_policy.upstream.transport.close()
+        store.close()
 
     return Litestar(
-        route_handlers=[*_decision_routes(service), *_operation_routes(policies, metrics)],
+        route_handlers=[
+            *_decision_routes(service, api_guard(settings.api_token, settings.admin_token)),
+            *_operation_routes(policies, metrics, store),
+        ],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title=settings.title, version="1"),
@@ -129,13 +164,14 @@ def _respond(answer: Answer, request: Request[Any, Any, Any]) -> Response[bytes]
     return Response(answer.body, status_code=answer.status, media_type=JSON, headers=headers)
 
 
-def _decision_routes(service: DecisionService) -> list[HTTPRouteHandler]:
+def _decision_routes(service: DecisionService, guard: Guard) -> list[HTTPRouteHandler]:
     @post(
         "/v1/decide/{policy:str}",
         operation_class=_DecideOperation,
         status_code=200,
         responses=_ERRORS,
         summary="Decide one request",
+        guards=[guard],
     )
     async def decide(request: Request[Any, Any, Any], policy: str) -> Response[DecisionEnvelope]:
         body = await request.body()
@@ -147,6 +183,7 @@ def _decision_routes(service: DecisionService) -> list[HTTPRouteHandler]:
         status_code=200,
         responses=_ERRORS,
         summary="Decide many requests, in one model call where the protocol allows",
+        guards=[guard],
     )
     async def decide_batch(request: Request[Any, Any, Any], policy: str) -> Response[BatchEnvelope]:
         body = await request.body()
@@ -156,15 +193,19 @@ def _decision_routes(service: DecisionService) -> list[HTTPRouteHandler]:
     return [decide, decide_batch]
 
 
-def _operation_routes(policies: Mapping[str, LivePolicy], metrics: Metrics) -> list[HTTPRouteHandler]:
+def _operation_routes(
+    policies: Mapping[str, LivePolicy], metrics: Metrics, store: AuditStore
+) -> list[HTTPRouteHandler]:
     @get("/health/live", summary="The process is up")
     async def live() -> Health:
-        return Health("ok", len(policies))
+        return Health("ok", len(policies), _audit_state(store))
 
-    @get("/health/ready", summary="Policies are loaded and decisions can be made")
+    @get("/health/ready", summary="Policies are loaded and the audit store (if any) can write")
     async def ready() -> Response[Health]:
-        ok = bool(policies)
-        return Response(Health("ok" if ok else "not_ready", len(policies)), status_code=200 if ok else 503)
+        audit = _audit_state(store)
+        ok = bool(policies) and audit != "unavailable"
+        health = Health("ok" if ok else "not_ready", len(policies), audit)
+        return Response(health, status_code=200 if ok else 503)
 
     @get("/v1/policies", summary="The policies being served")
     async def list_policies() -> PolicyList:

@@ -1,0 +1,153 @@
+"""The audit record: a versioned schema of everything needed to explain a decision later.
+
+Built from what the service knew when it answered: the (redacted) input, the model's raw
+output (capped), the score fields, outcome, reasons, rules, fallback cause, upstream
+status and latency, total latency and the caller's request id. The store adds `seq` and
+the hash chain.
+
+Pure: imports the stdlib and msgspec only (and the decision types).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import msgspec
+
+from guardrails.decide import Decision, RuleFired
+from guardrails.policy.inputs import FieldError, InputField
+
+SCHEMA_VERSION = 1
+MAX_MODEL_OUTPUT_CHARS = 16 * 1024
+HASH_PREFIX = "hmac-sha256:"
+
+
+class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
+    schema_version: int = SCHEMA_VERSION
+    decision_id: str
+    ts_ms: int
+    kind: Literal["decision", "rejected"]
+    endpoint: Literal["decide", "batch"]
+    policy: str
+    policy_version: str
+    policy_label: str | None
+    input: dict[str, Any]
+    model_output: str | None = None
+    model_output_truncated: bool = False
+    score: float | None = None
+    confidence: float | None = None
+    margin: float | None = None
+    label: str | None = None
+    outcome: str | None = None
+    reasons: list[str] = []
+    rules: list[RuleFired] = []
+    threshold: int | None = None
+    fallback: str | None = None
+    fallback_detail: str | None = None
+    errors: list[FieldError] | None = None
+    model_status: str = "skipped"
+    model_http_status: int | None = None
+    model_latency_ms: float | None = None
+    model_attempts: int = 0
+    latency_ms: float | None = None
+    request_id: str | None = None
+
+
+class StoredRecord(msgspec.Struct, frozen=True):
+    """A record as the store keeps it: its place in the chain and the record."""
+
+    seq: int
+    prev_hash: str
+    hash: str
+    record: AuditRecord
+
+
+def redact(fields: Sequence[InputField], values: Mapping[str, Any], key: bytes | None) -> dict[str, Any]:
+    """The input as the audit log may keep it: `audit: hash` fields keyed-hashed, `drop` fields gone.
+
+    Only declared fields are kept: a rejected request's undeclared fields are named in its
+    errors, their values are not stored.
+    """
+    kept: dict[str, Any] = {}
+    for f in fields:
+        if f.name not in values or f.audit == "drop":
+            continue
+        value = values[f.name]
+        if f.audit == "hash" and value is not None:
+            kept[f.name] = hash_value(value, key)
+        else:
+            kept[f.name] = value
+    return kept
+
+
+def hash_value(value: Any, key: bytes | None) -> str:
+    """HMAC-SHA256 of the value's JSON: equal values group together, none can be read back."""
+    if key is None:
+        raise ValueError("a field is marked `audit: hash` but no audit key is set (GUARDRAILS_AUDIT_KEY)")
+    digest = hmac.new(key, msgspec.json.encode(value), hashlib.sha256).hexdigest()
+    return HASH_PREFIX + digest
+
+
+def is_hashed(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(HASH_PREFIX)
+
+
+def cap_output(raw: bytes | None) -> tuple[str | None, bool]:
+    """The model's raw output as text, cut at MAX_MODEL_OUTPUT_CHARS."""
+    if raw is None:
+        return None, False
+    text = raw.decode("utf-8", errors="replace")
+    if len(text) > MAX_MODEL_OUTPUT_CHARS:
+        return text[:MAX_MODEL_OUTPUT_CHARS], True
+    return text, False
+
+
+def decision_record(
+    decision: Decision,
+    *,
+    decision_id: str,
+    ts_ms: int,
+    endpoint: Literal["decide", "batch"],
+    policy_label: str | None,
+    input: dict[str, Any],
+    model_output: bytes | None,
+    model_status: str,
+    model_http_status: int | None,
+    model_latency_ms: float | None,
+    model_attempts: int,
+    latency_ms: float | None,
+    request_id: str | None,
+) -> AuditRecord:
+    output, truncated = cap_output(model_output)
+    return AuditRecord(
+        decision_id=decision_id,
+        ts_ms=ts_ms,
+        kind="decision",
+        endpoint=endpoint,
+        policy=decision.policy,
+        policy_version=decision.policy_version,
+        policy_label=policy_label,
+        input=input,
+        model_output=output,
+        model_output_truncated=truncated,
+        score=decision.score,
+        confidence=decision.confidence,
+        margin=decision.margin,
+        label=decision.label,
+        outcome=decision.outcome,
+        reasons=decision.reasons,
+        rules=decision.rules,
+        threshold=decision.threshold,
+        fallback=decision.fallback,
+        fallback_detail=decision.fallback_detail,
+        errors=decision.errors,
+        model_status=model_status,
+        model_http_status=model_http_status,
+        model_latency_ms=model_latency_ms,
+        model_attempts=model_attempts,
+        latency_ms=latency_ms,
+        request_id=request_id,
+    )

@@ -1,0 +1,99 @@
+"""Between the service and the store: build each decision's audit record and write it.
+
+Holds the redaction key and the wall clock (passed in), so the record builders stay pure.
+`write` answers whether the caller may be answered: False only when the store is in
+`sync` durability and could not commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from guardrails.audit.record import AuditRecord, decision_record, redact
+from guardrails.audit.store import AuditStore
+from guardrails.decide import Decision
+from guardrails.errors import AuditUnavailable
+from guardrails.policy.compile import CompiledPolicy
+from guardrails.policy.inputs import FieldError
+
+log = logging.getLogger("guardrails.audit")
+Endpoint = Literal["decide", "batch"]
+
+
+class AuditRecorder:
+    def __init__(self, store: AuditStore, key: bytes | None, wall_ms: Callable[[], int]) -> None:
+        self.store = store
+        self.key = key
+        self.wall_ms = wall_ms
+
+    def decision(
+        self,
+        policy: CompiledPolicy,
+        decision: Decision,
+        *,
+        decision_id: str,
+        endpoint: Endpoint,
+        values: Any,
+        model: Any,
+        model_output: bytes | None,
+        latency_ms: float | None,
+        request_id: str | None,
+    ) -> AuditRecord:
+        """The record of a decision (fallbacks included); `model` is the envelope's ModelCall."""
+        return decision_record(
+            decision,
+            decision_id=decision_id,
+            ts_ms=self.wall_ms(),
+            endpoint=endpoint,
+            policy_label=policy.version,
+            input=self._redacted(policy, values),
+            model_output=model_output,
+            model_status=model.status,
+            model_http_status=model.http_status,
+            model_latency_ms=model.latency_ms,
+            model_attempts=model.attempts,
+            latency_ms=latency_ms,
+            request_id=request_id,
+        )
+
+    def rejection(
+        self,
+        policy: CompiledPolicy,
+        raw: Any,
+        errors: list[FieldError],
+        *,
+        decision_id: str,
+        endpoint: Endpoint,
+        latency_ms: float | None,
+        request_id: str | None,
+    ) -> AuditRecord:
+        """The record of an input rejected with HTTP 422."""
+        return AuditRecord(
+            decision_id=decision_id,
+            ts_ms=self.wall_ms(),
+            kind="rejected",
+            endpoint=endpoint,
+            policy=policy.name,
+            policy_version=policy.version_id,
+            policy_label=policy.version,
+            input=self._redacted(policy, raw),
+            errors=errors,
+            latency_ms=latency_ms,
+            request_id=request_id,
+        )
+
+    def _redacted(self, policy: CompiledPolicy, values: Any) -> dict[str, Any]:
+        if not isinstance(values, dict):
+            return {}
+        return redact(policy.inputs.fields, values, self.key)
+
+    async def write(self, records: Sequence[AuditRecord]) -> bool:
+        """Append `records`; False when they could not be committed and the caller must not be answered."""
+        try:
+            await self.store.append(records)
+        except AuditUnavailable:
+            log.exception("audit records not committed")
+            return False
+        return True

@@ -1,0 +1,52 @@
+"""The audit store interface, and the no-op store used when auditing is off.
+
+A store owns both writing and reading its records. `SQLiteAuditStore` is the embedded
+default; a server database (for many replicas) would implement the same interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+from guardrails.audit.record import AuditRecord
+from guardrails.policy.compile import CompiledPolicy
+
+Durability = Literal["sync", "async"]
+
+
+class AuditStore(Protocol):
+    durability: Durability
+
+    async def append(self, records: Sequence[AuditRecord]) -> None:
+        """Write records; in `sync` durability, return only once they are committed.
+
+        Raises AuditUnavailable when they cannot be committed (sync durability only).
+        """
+        ...
+
+    def add_policy(self, policy: CompiledPolicy, ts_ms: int) -> None:
+        """Keep the policy's source text, once per version id."""
+        ...
+
+    def healthy(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class NullAuditStore:
+    """Auditing off: nothing is written, and nothing can be asked."""
+
+    durability: Durability = "async"
+
+    async def append(self, records: Sequence[AuditRecord]) -> None:
+        return None
+
+    def add_policy(self, policy: CompiledPolicy, ts_ms: int) -> None:
+        return None
+
+    def healthy(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
