@@ -15,8 +15,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from guardrails.decide_vector import Column
-from guardrails.policy.expr_vector import Categorical
+from guardrails.policy.expr_vector import Categorical, Column
 
 FIELDS = frozenset(("amount", "account_age_days", "income", "prior_defaults", "country", "segment", "email"))
 COUNTRIES = frozenset(("US", "CA", "GB", "DE", "FR", "KP"))
@@ -32,37 +31,37 @@ def validate(raw: Any) -> dict[str, Any] | list[str]:
     if not isinstance(raw, dict):
         return ["$"]
     bad = [name for name in raw if name not in FIELDS]
-    amount = raw.get("amount")
+    amount: Any = raw.get("amount")
     if type(amount) not in NUMBER or not 0 <= amount <= 1_000_000:
         bad.append("amount")
-    age = raw.get("account_age_days")
+    age: Any = raw.get("account_age_days")
     if type(age) is not int or age < 0:
         bad.append("account_age_days")
-    income = raw.get("income")
+    income: Any = raw.get("income")
     if type(income) not in NUMBER or not 0 <= income < INF:
         bad.append("income")
-    prior = raw.get("prior_defaults")
+    prior: Any = raw.get("prior_defaults")
     if prior is None:
         prior = 0
     elif type(prior) is not int or prior < 0:
         bad.append("prior_defaults")
-    country = raw.get("country")
+    country: Any = raw.get("country")
     if type(country) is not str or country not in COUNTRIES:
         bad.append("country")
-    segment = raw.get("segment")
+    segment: Any = raw.get("segment")
     if segment is None:
         segment = "standard"
     elif type(segment) is not str or segment not in SEGMENTS:
         bad.append("segment")
-    email = raw.get("email")
+    email: Any = raw.get("email")
     if email is not None and (type(email) is not str or len(email) > 254):
         bad.append("email")
     if bad:
         return bad
     return {
-        "amount": float(amount),  # type: ignore[arg-type]
+        "amount": float(amount),
         "account_age_days": age,
-        "income": float(income),  # type: ignore[arg-type]
+        "income": float(income),
         "prior_defaults": prior,
         "country": country,
         "segment": segment,
@@ -109,18 +108,30 @@ BoolArray = npt.NDArray[np.bool_]
 
 def decide_columns(cols: dict[str, Column]) -> tuple[Int16Array, Int16Array, list[BoolArray]]:
     """Outcome codes, threshold indices and, per rule, where it applied (enforced) or matched (shadow)."""
-    score, confidence = cols["score"], cols["confidence"]
-    country, segment = cols["country"], cols["segment"]
-    assert isinstance(country, Categorical) and isinstance(segment, Categorical)
+    score, confidence = _numbers(cols, "score"), _numbers(cols, "confidence")
+    country, segment = _strings(cols, "country"), _strings(cols, "segment")
     threshold = np.full(len(score), 2, dtype=np.int16)  # first match wins: assign the last threshold first
     threshold[(score >= 0.5) | (confidence < 0.6)] = 1
     threshold[score >= 0.85] = 0
     outcome = np.array([DECLINE, REVIEW, APPROVE], dtype=np.int16)[threshold]
     sanctioned = country.codes == country.code_of("KP")
     outcome[sanctioned] = DECLINE
-    large = (cols["amount"] > 50000) & (cols["account_age_days"] < 90) & (outcome == APPROVE) & ~sanctioned
+    amount, age = _numbers(cols, "amount"), _numbers(cols, "account_age_days")
+    large = (amount > 50000) & (age < 90) & (outcome == APPROVE) & ~sanctioned
     outcome[large] = REVIEW
     vip = (segment.codes == segment.code_of("vip")) & (outcome == DECLINE) & ~sanctioned
     outcome[vip] = REVIEW
-    repeat = cols["prior_defaults"] >= 2
+    repeat = _numbers(cols, "prior_defaults") >= 2
     return outcome, threshold, [sanctioned, large, vip, repeat]
+
+
+def _numbers(cols: dict[str, Column], name: str) -> npt.NDArray[np.float64]:
+    column = cols[name]
+    assert isinstance(column, np.ndarray)
+    return column
+
+
+def _strings(cols: dict[str, Column], name: str) -> Categorical:
+    column = cols[name]
+    assert isinstance(column, Categorical)
+    return column

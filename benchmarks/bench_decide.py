@@ -13,13 +13,10 @@ ratios are medians of the per-repeat ratios. See benchmarks/README.md for what e
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,11 +28,13 @@ import baselines
 import msgspec
 import numpy as np
 import workload
+from timing import Contender, Run, figure, measure, pin_one_cpu, ratio
 from zen_graph import credit_risk_graph
 
 from guardrails.decide import Decision, decide
-from guardrails.decide_vector import Column, decide_vector
+from guardrails.decide_vector import decide_vector
 from guardrails.policy.compile import CompiledPolicy
+from guardrails.policy.expr_vector import Column
 from guardrails.policy.load import load_policy_file
 from guardrails.scores import ScoreFields
 
@@ -43,7 +42,7 @@ POLICY_FILE = Path(__file__).resolve().parent.parent / "policies" / "credit-risk
 SEED = 20261121
 
 SINGLE_TARGET = 150_000  # decisions/s on one core, validation included
-BASELINE_RATIO_TARGET = 0.5  # ours/hand-written: no slower than 2x
+BASELINE_TARGET = 0.5  # ours/hand-written: no slower than 2x
 VECTOR_TARGET = 10_000_000  # rows/s
 
 
@@ -55,7 +54,7 @@ class Settings:
     vector_rows: tuple[int, ...]
 
 
-FULL = Settings(repeats=7, sample_seconds=0.3, requests=1000, vector_rows=(1_000_000, 100_000))
+FULL = Settings(repeats=7, sample_seconds=0.2, requests=1000, vector_rows=(1_000_000, 100_000))
 QUICK = Settings(repeats=3, sample_seconds=0.02, requests=1000, vector_rows=(100_000, 10_000))
 
 
@@ -70,18 +69,6 @@ class Case:
     zen_context: dict[str, Any]  # the validated values and the score fields
 
 
-Run = Callable[[int], int]  # run `reps` passes; return how many decisions (or rows) were made
-
-
-@dataclass(frozen=True, slots=True)
-class Contender:
-    name: str
-    run: Run
-
-
-Rates = dict[str, list[float]]  # contender -> one rate per repeat
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a few seconds, for a smoke test (noisier figures)")
@@ -92,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         print("zen-engine is not installed: pip install -e '.[bench]'", file=sys.stderr)
         return 2
-    cpu = _pin_one_cpu()
+    cpu = pin_one_cpu()
     policy = load_policy_file(POLICY_FILE)
     _header(policy, settings, cpu)
     verdicts = _single(policy, settings, zen)
@@ -100,15 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     passed = sum(verdicts)
     print(f"\ntargets: {passed} of {len(verdicts)} PASS")
     return 0
-
-
-def _pin_one_cpu() -> str:
-    """Run on one core (zen-engine and numpy could otherwise use more): the figures are per core."""
-    if not hasattr(os, "sched_setaffinity"):
-        return "not pinned (no sched_setaffinity here)"
-    allowed = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {allowed[0]})
-    return f"pinned to CPU {allowed[0]} (of {len(allowed)} allowed)"
 
 
 def _header(policy: CompiledPolicy, settings: Settings, cpu: str) -> None:
@@ -158,10 +136,11 @@ def _first_mismatch(what: str, ours: list[Any], theirs: list[Any], cases: list[C
 
 
 def _verify_single(policy: CompiledPolicy, cases: list[Case], zen_decision: Any, zen_engine: Any) -> list[Any]:
-    ours_json = [_summary(decide(policy, policy.inputs.from_json(c.body), c.fields)) for c in cases]  # type: ignore[arg-type]
+    values = [c.values for c in cases]
+    _first_mismatch("from_json and from_mapping", values, [policy.inputs.from_json(c.body) for c in cases], cases)
     ours = [_summary(decide(policy, c.values, c.fields)) for c in cases]
-    _first_mismatch("from_json and from_mapping", ours, ours_json, cases)
-    _first_mismatch("the baseline's validation", [c.values for c in cases], [baselines.from_json(c.body) for c in cases], cases)
+    base_values = [baselines.from_json(c.body) for c in cases]
+    _first_mismatch("the baseline's validation", values, base_values, cases)
     base = [baselines.decide(c.values, c.fields.score, c.fields.confidence) for c in cases]
     _first_mismatch("the hand-written baseline", ours, [tuple(b) for b in base], cases)
     zen_calls = [_zen_summary(zen_decision.evaluate(c.zen_context)["result"]) for c in cases]
@@ -181,67 +160,83 @@ def _mix(policy: CompiledPolicy, summaries: list[Any]) -> str:
     return f"{', '.join(f'{o} {outcomes[o]}' for o in policy.outcomes)}; rules fired: {shown}"
 
 
-def _single_contenders(policy: CompiledPolicy, cases: list[Case], zen_decision: Any, zen_engine: Any) -> list[Contender]:
-    from_json, from_mapping = policy.inputs.from_json, policy.inputs.from_mapping
-    base_from_json, base_validate, base_decide = baselines.from_json, baselines.validate, baselines.decide
-    by_bytes = [(c.body, c.fields) for c in cases]
-    by_dict = [(c.raw, c.fields) for c in cases]
-    validated = [(c.values, c.fields) for c in cases]
-    contexts = [c.zen_context for c in cases]
-    batch = [{"key": "credit-risk", "context": c} for c in contexts]
-    evaluate, evaluate_batch = zen_decision.evaluate, zen_engine.evaluate_batch
+def _ours(policy: CompiledPolicy, validate: Callable[[Any], Any], items: list[tuple[Any, ScoreFields]]) -> Run:
+    """Validate (bytes or a dict) then decide, as a request handler does."""
 
-    def ours_json(reps: int) -> int:
+    def run(reps: int) -> int:
         for _ in range(reps):
-            for body, fields in by_bytes:
-                values = from_json(body)
+            for given, fields in items:
+                values = validate(given)
                 if not isinstance(values, list):
                     decide(policy, values, fields)
-        return reps * len(by_bytes)
+        return reps * len(items)
 
-    def ours_mapping(reps: int) -> int:
-        for _ in range(reps):
-            for raw, fields in by_dict:
-                values = from_mapping(raw)
-                if not isinstance(values, list):
-                    decide(policy, values, fields)
-        return reps * len(by_dict)
+    return run
 
-    def ours_decide(reps: int) -> int:
+
+def _ours_decide_only(policy: CompiledPolicy, items: list[tuple[dict[str, Any], ScoreFields]]) -> Run:
+    def run(reps: int) -> int:
         for _ in range(reps):
-            for values, fields in validated:
+            for values, fields in items:
                 decide(policy, values, fields)
-        return reps * len(validated)
+        return reps * len(items)
 
-    def base_json(reps: int) -> int:
+    return run
+
+
+def _baseline(validate: Callable[[Any], Any], items: list[tuple[Any, ScoreFields]]) -> Run:
+    base_decide = baselines.decide
+
+    def run(reps: int) -> int:
         for _ in range(reps):
-            for body, fields in by_bytes:
-                values = base_from_json(body)
+            for given, fields in items:
+                values = validate(given)
                 if not isinstance(values, list):
                     base_decide(values, fields.score, fields.confidence)
-        return reps * len(by_bytes)
+        return reps * len(items)
 
-    def base_mapping(reps: int) -> int:
-        for _ in range(reps):
-            for raw, fields in by_dict:
-                values = base_validate(raw)
-                if not isinstance(values, list):
-                    base_decide(values, fields.score, fields.confidence)
-        return reps * len(by_dict)
+    return run
 
-    def zen_call(reps: int) -> int:
+
+def _zen_calls(decision: Any, contexts: list[dict[str, Any]]) -> Run:
+    evaluate = decision.evaluate
+
+    def run(reps: int) -> int:
         for _ in range(reps):
             for context in contexts:
                 evaluate(context)
         return reps * len(contexts)
 
-    def zen_batch(reps: int) -> int:
+    return run
+
+
+def _zen_batches(engine: Any, contexts: list[dict[str, Any]]) -> Run:
+    batch = [{"key": "credit-risk", "context": context} for context in contexts]
+    evaluate_batch = engine.evaluate_batch
+
+    def run(reps: int) -> int:
         for _ in range(reps):
             evaluate_batch(batch)
         return reps * len(batch)
 
-    runs = [ours_json, base_json, ours_mapping, base_mapping, ours_decide, zen_call, zen_batch]
-    return [Contender(run.__name__, run) for run in runs]
+    return run
+
+
+def _single_contenders(
+    policy: CompiledPolicy, cases: list[Case], zen_decision: Any, zen_engine: Any
+) -> list[Contender]:
+    by_bytes: list[tuple[Any, ScoreFields]] = [(c.body, c.fields) for c in cases]
+    by_dict: list[tuple[Any, ScoreFields]] = [(c.raw, c.fields) for c in cases]
+    contexts = [c.zen_context for c in cases]
+    return [
+        Contender("ours_json", _ours(policy, policy.inputs.from_json, by_bytes)),
+        Contender("base_json", _baseline(baselines.from_json, by_bytes)),
+        Contender("ours_mapping", _ours(policy, policy.inputs.from_mapping, by_dict)),
+        Contender("base_mapping", _baseline(baselines.validate, by_dict)),
+        Contender("ours_decide", _ours_decide_only(policy, [(c.values, c.fields) for c in cases])),
+        Contender("zen_call", _zen_calls(zen_decision, contexts)),
+        Contender("zen_batch", _zen_batches(zen_engine, contexts)),
+    ]
 
 
 def _single(policy: CompiledPolicy, settings: Settings, zen: Any) -> list[bool]:
@@ -254,27 +249,30 @@ def _single(policy: CompiledPolicy, settings: Settings, zen: Any) -> list[bool]:
     print(f"   mix: {_mix(policy, summaries)}")
     print(f"   verified: ours == hand-written baseline on all {len(cases):,} (validated values, outcome, threshold,")
     print("   reasons, rules fired); from_json == from_mapping")
-    rates = _measure(_single_contenders(policy, cases, zen_decision, zen_engine), settings)
+    rates = measure(
+        _single_contenders(policy, cases, zen_decision, zen_engine), settings.repeats, settings.sample_seconds
+    )
     unit = "decisions/s"
     verdicts = [
-        _figure("ours      from_json(bytes) + decide", rates["ours_json"], unit, SINGLE_TARGET),
-        _figure("baseline  msgspec.json.decode + ifs", rates["base_json"], unit),
-        _figure("ours      from_mapping(dict) + decide", rates["ours_mapping"], unit, SINGLE_TARGET),
-        _figure("baseline  ifs on the dict", rates["base_mapping"], unit),
-        _ratio("ratio ours/baseline, from_json", rates["ours_json"], rates["base_json"], BASELINE_RATIO_TARGET),
-        _ratio("ratio ours/baseline, from_mapping", rates["ours_mapping"], rates["base_mapping"], BASELINE_RATIO_TARGET),
+        figure("ours      from_json(bytes) + decide", rates["ours_json"], unit, SINGLE_TARGET),
+        figure("baseline  msgspec.json.decode + ifs", rates["base_json"], unit),
+        figure("ours      from_mapping(dict) + decide", rates["ours_mapping"], unit, SINGLE_TARGET),
+        figure("baseline  ifs on the dict", rates["base_mapping"], unit),
+        ratio("ratio ours/baseline, from_json", rates["ours_json"], rates["base_json"], BASELINE_TARGET),
+        ratio("ratio ours/baseline, from_mapping", rates["ours_mapping"], rates["base_mapping"], BASELINE_TARGET),
     ]
     print(f"\n2. zen-engine {version('zen-engine')}: the same thresholds and rules as a JDM graph (first-hit tables)")
     print("   zen is given the already-validated dict plus the score fields: it does no validation; ours does")
-    print(f"   verified: zen == ours on all {len(cases):,} (outcome, threshold, reasons, rules fired), per call and batched")
-    _figure("zen       decision.evaluate(dict), per call", rates["zen_call"], unit)
-    _figure("zen       engine.evaluate_batch(1,000 requests)", rates["zen_batch"], unit)
-    _figure("ours      decide(validated dict) only", rates["ours_decide"], unit)
+    print(f"   verified: zen == ours on all {len(cases):,} (outcome, threshold, reasons, rules fired),")
+    print("   per call and batched")
+    figure("zen       decision.evaluate(dict), per call", rates["zen_call"], unit)
+    figure(f"zen       engine.evaluate_batch({len(cases):,} requests)", rates["zen_batch"], unit)
+    figure("ours      decide(validated dict) only", rates["ours_decide"], unit)
     verdicts += [
-        _ratio("ratio ours(from_json + decide)/zen per call", rates["ours_json"], rates["zen_call"], 1.0, strict=True),
-        _ratio("ratio ours(from_json + decide)/zen batched", rates["ours_json"], rates["zen_batch"], 1.0, strict=True),
+        ratio("ratio ours(from_json + decide)/zen per call", rates["ours_json"], rates["zen_call"], 1.0, strict=True),
+        ratio("ratio ours(from_json + decide)/zen batched", rates["ours_json"], rates["zen_batch"], 1.0, strict=True),
     ]
-    _ratio("ratio ours(decide only)/zen per call", rates["ours_decide"], rates["zen_call"])
+    ratio("ratio ours(decide only)/zen per call", rates["ours_decide"], rates["zen_call"])
     return verdicts
 
 
@@ -297,8 +295,7 @@ def _verify_columns(policy: CompiledPolicy) -> int:
     vector = decide_vector(policy, workload.columns(policy, draw), draw.rows)
     for i, (raw, row) in enumerate(zip(workload.records(draw), workload.model_rows(draw), strict=True)):
         values, fields = policy.inputs.from_mapping(raw), policy.scores.read(row)
-        assert not isinstance(values, list) and not isinstance(fields, str)
-        if vector.decision(i) != decide(policy, values, fields):
+        if isinstance(values, list) or isinstance(fields, str) or vector.decision(i) != decide(policy, values, fields):
             raise AssertionError(f"decide_vector and decide disagree on row {i}: {raw} {row}")
     return draw.rows
 
@@ -328,63 +325,15 @@ def _vectorised(policy: CompiledPolicy, settings: Settings) -> list[bool]:
     sizes = " and ".join(f"{rows:,}" for rows in settings.vector_rows)
     print(f"   verified: == hand-written numpy on all rows at {sizes} (outcome codes, thresholds, rules);")
     print(f"   == decide on {checked:,} rows (the whole Decision)")
-    rates = _measure(contenders, settings)
+    rates = measure(contenders, settings.repeats, settings.sample_seconds)
     verdicts = []
     for i, rows in enumerate(settings.vector_rows):
         target = VECTOR_TARGET if i == 0 else None
-        verdict = _figure(f"ours      decide_vector, {rows:,} rows", rates[f"ours_{rows}"], "rows/s", target)
+        verdict = figure(f"ours      decide_vector, {rows:,} rows", rates[f"ours_{rows}"], "rows/s", target)
         verdicts += [verdict] if target else []
-        _figure(f"baseline  numpy where/masks, {rows:,} rows", rates[f"base_{rows}"], "rows/s")
-        _ratio(f"ratio ours/baseline, {rows:,} rows", rates[f"ours_{rows}"], rates[f"base_{rows}"])
+        figure(f"baseline  numpy where/masks, {rows:,} rows", rates[f"base_{rows}"], "rows/s")
+        ratio(f"ratio ours/baseline, {rows:,} rows", rates[f"ours_{rows}"], rates[f"base_{rows}"])
     return verdicts
-
-
-# timing and reporting -------------------------------------------------------------------------------------------
-
-
-def _measure(contenders: list[Contender], settings: Settings) -> Rates:
-    """Each contender's rate in each repeat; within a repeat they take turns, in a rotating order."""
-    reps = {}
-    for c in contenders:  # one pass each, to warm up and to size a sample
-        start = time.perf_counter()
-        c.run(1)
-        reps[c.name] = max(1, round(settings.sample_seconds / max(time.perf_counter() - start, 1e-9)))
-    rates: Rates = {c.name: [] for c in contenders}
-    for r in range(settings.repeats):
-        shift = r % len(contenders)
-        for c in contenders[shift:] + contenders[:shift]:
-            gc.collect()
-            start = time.perf_counter()
-            made = c.run(reps[c.name])
-            rates[c.name].append(made / (time.perf_counter() - start))
-    return rates
-
-
-def _verdict(passed: bool) -> str:
-    return "PASS" if passed else "FAIL"
-
-
-def _figure(label: str, rates: list[float], unit: str, target: float | None = None) -> bool:
-    median = statistics.median(rates)
-    line = f"   {label:<50} {median:>13,.0f} {unit:<11} [{min(rates):,.0f} .. {max(rates):,.0f}]"
-    if unit == "decisions/s":
-        line += f"  {1e6 / median:.2f} us each"
-    passed = target is None or median >= target
-    if target is not None:
-        line += f"  target >= {target:,.0f}: {_verdict(passed)}"
-    print(line)
-    return passed
-
-
-def _ratio(label: str, ours: list[float], theirs: list[float], target: float | None = None, strict: bool = False) -> bool:
-    ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
-    median = statistics.median(ratios)
-    line = f"   {label:<50} {median:>13.2f}x  [{min(ratios):.2f} .. {max(ratios):.2f}]"
-    passed = target is None or (median > target if strict else median >= target)
-    if target is not None:
-        line += f"  target {'>' if strict else '>='} {target:g}: {_verdict(passed)}"
-    print(line)
-    return passed
 
 
 if __name__ == "__main__":

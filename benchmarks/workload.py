@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from guardrails.decide_vector import Column
 from guardrails.policy.compile import CompiledPolicy
-from guardrails.policy.expr_vector import Categorical
+from guardrails.policy.expr_vector import Categorical, Column
 
 COUNTRIES = ("US", "CA", "GB", "DE", "FR", "KP")
 COUNTRY_SHARE = (0.40, 0.15, 0.15, 0.12, 0.15, 0.03)

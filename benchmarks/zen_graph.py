@@ -26,7 +26,13 @@ def _table(node_id: str, when: list[tuple[str, str]], then: list[str], rows: lis
             rule[column["id"]] = cell
         rules.append(rule)
     content = {"hitPolicy": "first", "inputs": inputs, "outputs": outputs, "rules": rules, "passThrough": True}
-    return {"id": node_id, "type": "decisionTableNode", "name": node_id, "position": {"x": 0, "y": 0}, "content": content}
+    return {
+        "id": node_id,
+        "type": "decisionTableNode",
+        "name": node_id,
+        "position": {"x": 0, "y": 0},
+        "content": content,
+    }
 
 
 def _then(outcome: str, reason: str, rule: str) -> list[str]:
@@ -51,11 +57,12 @@ SANCTIONED_COUNTRY = _table(
     ["outcome", "reasons", "rules", "stopped"],
     [['"KP"', *_then("decline", "SANCTIONED_COUNTRY", "sanctioned-country"), "true"]],
 )
+LARGE = "large-amount-new-account"
 LARGE_AMOUNT_NEW_ACCOUNT = _table(
-    "large-amount-new-account",
+    LARGE,
     [("stopped", "stopped"), ("amount", "amount"), ("age", "account_age_days"), ("outcome", "outcome")],
     ["outcome", "reasons", "rules"],
-    [["false", "> 50000", "< 90", '"approve"', *_then("review", "LARGE_AMOUNT_NEW_ACCOUNT", "large-amount-new-account")]],
+    [["false", "> 50000", "< 90", '"approve"', *_then("review", "LARGE_AMOUNT_NEW_ACCOUNT", LARGE)]],
 )
 VIP_NEVER_AUTO_DECLINED = _table(
     "vip-never-auto-declined",

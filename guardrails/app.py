@@ -1,23 +1,22 @@
-"""Assemble a runnable app from policy files: compiled policies, their upstreams, the server.
+"""Assemble a runnable app from policies: a registry of policies and upstreams, then the server.
 
-The edge where the clock and the transports are chosen; `create_app` itself takes them
-ready-made.
+The edge where the transports and the policy folder are chosen; `create_app` itself
+takes them ready-made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from pathlib import Path
 
-import msgspec
 from litestar import Litestar
 
 from guardrails.audit.store import AuditStore
+from guardrails.live import LivePolicy
 from guardrails.metrics import Metrics
 from guardrails.policy.compile import CompiledPolicy
+from guardrails.registry import PolicyRegistry
 from guardrails.server import ServerSettings, create_app
-from guardrails.service import LivePolicy
-from guardrails.upstream.caller import Upstream
 from guardrails.upstream.transport import AiohttpTransport, Transport
 
 
@@ -27,14 +26,8 @@ def live_policies(
     urls: Mapping[str, str] | None = None,
 ) -> dict[str, LivePolicy]:
     """Each policy with its own pooled upstream client; `urls` overrides upstream addresses by policy name."""
-    loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
-    live: dict[str, LivePolicy] = {}
-    for policy in policies:
-        spec = policy.upstream
-        if urls and policy.name in urls:
-            spec = msgspec.structs.replace(spec, url=urls[policy.name])
-        live[policy.name] = LivePolicy(policy, Upstream(spec, transport()), loaded_at)
-    return live
+    registry = PolicyRegistry.of(list(policies), transport=transport, urls=dict(urls or {}))
+    return dict(registry.served.live)
 
 
 def build_app(
@@ -44,7 +37,22 @@ def build_app(
     metrics: Metrics | None = None,
     audit: AuditStore | None = None,
 ) -> Litestar:
-    return create_app(settings or ServerSettings(), live_policies(policies, urls=urls), metrics, audit)
+    """An app serving a fixed set of policies (shadows included), not watching any folder."""
+    registry = PolicyRegistry.of(list(policies), urls=dict(urls or {}))
+    return create_app(settings or ServerSettings(), registry, metrics, audit)
+
+
+def build_folder_app(
+    folder: str | Path,
+    settings: ServerSettings | None = None,
+    urls: Mapping[str, str] | None = None,
+    metrics: Metrics | None = None,
+    audit: AuditStore | None = None,
+) -> Litestar:
+    """An app serving the policies of `folder`, hot-reloaded as the folder changes."""
+    registry = PolicyRegistry(folder=Path(folder), urls=dict(urls or {}))
+    registry.reload()
+    return create_app(settings or ServerSettings(), registry, metrics, audit)
 
 
 def hashed_fields(policies: Iterable[CompiledPolicy]) -> list[str]:

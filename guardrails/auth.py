@@ -9,14 +9,15 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+# Guards are coroutines: litestar runs a plain function guard in a worker thread, per request.
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="guardrails"'}
 
 
@@ -35,7 +36,7 @@ def _matches(given: str | None, tokens: list[str]) -> bool:
 
 
 def admin_guard(admin_token: str | None) -> Guard:
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if admin_token is None:
             raise PermissionDeniedException(
                 "audit and admin endpoints are disabled: set GUARDRAILS_ADMIN_TOKEN to enable them"
@@ -48,11 +49,14 @@ def admin_guard(admin_token: str | None) -> Guard:
     return guard
 
 
-def api_guard(api_token: str | None, admin_token: str | None) -> Guard:
+def api_guards(api_token: str | None, admin_token: str | None) -> list[Guard]:
+    """The decision routes' guards: none at all while no API token is set (they are open)."""
+    if api_token is None:
+        return []
     tokens = [t for t in (api_token, admin_token) if t]
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if api_token is not None and not _matches(_bearer(connection), tokens):
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if not _matches(_bearer(connection), tokens):
             raise NotAuthorizedException("this endpoint needs `Authorization: Bearer <API token>`", headers=_CHALLENGE)
 
-    return guard
+    return [guard]

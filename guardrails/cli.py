@@ -13,6 +13,9 @@ from typing import Any, TextIO
 
 import msgspec
 
+from guardrails.cli_audit import add_audit_commands
+from guardrails.cli_profile import register as register_profile
+from guardrails.cli_replay import add_replay_commands
 from guardrails.decide import Decision, decide_response, decide_row, fallback
 from guardrails.errors import PolicyError
 from guardrails.policy.cases import run_cases
@@ -64,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--audit", default=DEFAULT_AUDIT, metavar="PATH", help=f"audit log (default: {DEFAULT_AUDIT})")
     serve.add_argument("--no-audit", action="store_true", help="record nothing (not for production)")
     serve.add_argument(
+        "--reload-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often the policy folder is checked for changes (0: never; POST /v1/policies/reload still works)",
+    )
+    serve.add_argument(
         "--audit-durability",
         choices=["sync", "async"],
         default="sync",
@@ -74,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run a model server and the proxy, send varied traffic, summarise")
     demo.add_argument("--policies", default="policies", metavar="DIR", help="policy folder (default: policies)")
     demo.set_defaults(run=_demo)
+
+    add_audit_commands(commands, DEFAULT_AUDIT)
+    register_profile(commands)
+    add_replay_commands(commands, DEFAULT_AUDIT)
     return parser
 
 
@@ -149,37 +163,37 @@ def _json_argument(option: str, text: str) -> Any:
 
 
 def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    import uvicorn
-
-    from guardrails.app import build_app
+    from guardrails.app import build_folder_app
     from guardrails.audit.sqlite import SQLiteAuditStore
     from guardrails.logs import configure_logging
-    from guardrails.runner import bind, uvicorn_config
+    from guardrails.runner import bind, run_in_foreground
 
     policies, problems = load_policies([args.policies])
     for problem in problems:
         err.write(f"{problem}\n")
     if problems or not policies:
         return EXIT_FAILED
-    settings = settings_from_env(args.max_body_bytes, args.max_batch)
+    settings = settings_from_env(args.max_body_bytes, args.max_batch, args.reload_interval or None)
     missing_key = _missing_audit_key(policies, settings.audit_key, audit_on=not args.no_audit)
     if missing_key:
         err.write(missing_key)
         return EXIT_USAGE
     configure_logging(args.log_level)
     audit = None if args.no_audit else SQLiteAuditStore(args.audit, args.audit_durability)
-    app = build_app(policies, settings, audit=audit)
+    app = build_folder_app(args.policies, settings, audit=audit)
     sock = bind(args.host, args.port)
     where = "off" if audit is None else f"{args.audit} ({args.audit_durability})"
     out.write(
         f"guardrails serving {len(policies)} policies on http://{args.host}:{sock.getsockname()[1]}; audit: {where}\n"
     )
     out.flush()
-    uvicorn.Server(uvicorn_config(app, log_level=args.log_level)).run(sockets=[sock])
+    run_in_foreground(app, sock, args.log_level)
     return EXIT_OK
 
 
-def settings_from_env(max_body_bytes: int = 1024 * 1024, max_batch: int = 1000) -> ServerSettings:
+def settings_from_env(
+    max_body_bytes: int = 1024 * 1024, max_batch: int = 1000, reload_interval_s: float | None = 1.0
+) -> ServerSettings:
     """Server settings, with the tokens and the audit key from the environment."""
     key = os.environ.get("GUARDRAILS_AUDIT_KEY") or None
     return ServerSettings(
@@ -188,6 +202,7 @@ def settings_from_env(max_body_bytes: int = 1024 * 1024, max_batch: int = 1000) 
         admin_token=os.environ.get("GUARDRAILS_ADMIN_TOKEN") or None,
         api_token=os.environ.get("GUARDRAILS_API_TOKEN") or None,
         audit_key=key.encode() if key else None,
+        reload_interval_s=reload_interval_s,
     )
 
 

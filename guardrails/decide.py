@@ -140,3 +140,19 @@ def decide_response(policy: CompiledPolicy, values: Mapping[str, Any], body: Any
     if isinstance(rows, str):
         return fallback(policy, "output_invalid", rows)
     return decide_row(policy, values, rows[0])
+
+
+def decide_shadow(shadow: CompiledPolicy, live: Decision, values: Mapping[str, Any] | None, row: Any) -> Decision:
+    """A shadow policy's decision on the live request: the same validated input, the same model row.
+
+    It never calls the model: when the live decision had no model row (a fallback), the
+    shadow falls back with the same cause. `values` is None when the input was invalid.
+    """
+    if values is None:
+        return fallback(shadow, "input_invalid", errors=live.errors)
+    if row is None:
+        return fallback(shadow, live.fallback or "internal_error", live.fallback_detail)
+    checked = shadow.inputs.from_mapping(dict(values))
+    if isinstance(checked, list):
+        return fallback(shadow, "input_invalid", errors=checked)
+    return decide_row(shadow, checked, row)

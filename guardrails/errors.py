@@ -6,7 +6,9 @@ model) are values, not exceptions: see `guardrails.decide` and its causes.
     GuardrailsError
     ├── PolicyError        a policy file that cannot be loaded; lists every problem found
     ├── ExpressionError    one `when:` expression that is not in the language
-    └── AuditUnavailable   the audit store cannot write (full, unwritable, closed)
+    ├── AuditUnavailable   the audit store cannot write (full, unwritable, closed)
+    ├── QueryError         an audit query asked badly (a filter, time, cursor or checkpoint)
+    └── DataError          a data file that cannot be profiled (names the file, line and column)
 
 Must not import anything from the rest of the package.
 """
@@ -52,3 +54,11 @@ class ExpressionError(GuardrailsError):
 
 class AuditUnavailable(GuardrailsError):
     """The audit store could not commit a record; in sync durability the caller gets a 503."""
+
+
+class QueryError(GuardrailsError):
+    """An audit query was asked badly; the message names the option and the value."""
+
+
+class DataError(GuardrailsError):
+    """A data file given to `guardrails profile` cannot be read as the policy's inputs."""

@@ -6,12 +6,17 @@ label handling; writing our own would only be a worse copy.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from guardrails.decide import Decision
 from guardrails.policy.inputs import FieldError
 from guardrails.upstream.breaker import STATE_VALUES, State
+
+if TYPE_CHECKING:
+    from guardrails.registry import ReloadReport
 from guardrails.upstream.caller import UpstreamResult
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -52,9 +57,34 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.shadow_decisions = Counter(
+            "guardrails_shadow_decisions",
+            "Shadow policy decisions beside live ones, by live and shadow outcome",
+            ["policy", "shadow", "live_outcome", "shadow_outcome"],
+            registry=r,
+        )
+        self.reloads = Counter("guardrails_policy_reloads", "Reloads that changed the live policies", registry=r)
+        self.reload_failures = Counter(
+            "guardrails_policy_reload_failures", "Policy files refused by a reload", registry=r
+        )
+        self.policy_stale = Gauge(
+            "guardrails_policy_stale",
+            "1 while a policy's latest edit is refused (the last good version serves)",
+            ["policy"],
+            registry=r,
+        )
         self.circuit_state = Gauge(
             "guardrails_circuit_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["policy"], registry=r
         )
+
+    def record_reload(self, report: ReloadReport) -> None:
+        if report.failed:
+            self.reload_failures.inc(len(report.failed))
+        if report.added or report.updated or report.removed:
+            self.reloads.inc()
+
+    def record_shadow(self, live: str, shadow: str, live_outcome: str, shadow_outcome: str) -> None:
+        self.shadow_decisions.labels(live, shadow, live_outcome, shadow_outcome).inc()
 
     def record_decision(self, decision: Decision) -> None:
         policy = decision.policy

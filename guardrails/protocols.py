@@ -68,6 +68,8 @@ def decode_rows(upstream: UpstreamSpec, raw: bytes, count: int) -> Rows | str:
         body = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         return f"response is not JSON: {exc}"
+    except RecursionError:  # msgspec's own depth guard
+        return "response is not JSON we can read: nested too deeply"
     return read_rows(upstream, body, count)
 
 

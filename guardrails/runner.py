@@ -6,9 +6,11 @@ once: the demo and the integration tests start real servers this way.
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -39,6 +41,27 @@ def uvicorn_config(app: Any, log_level: str = "warning", **options: Any) -> uvic
     )
 
 
+def run_in_foreground(app: Any, sock: socket.socket, log_level: str = "info") -> None:
+    """Serve `app` on `sock` until SIGTERM or SIGINT, shut down gracefully, then return.
+
+    uvicorn finishes the requests in flight on either signal, then raises the signal again
+    so that the process dies by it (exit code -15 for SIGTERM, a KeyboardInterrupt traceback
+    for Ctrl-C). The shutdown is complete by then: the handlers set here take the re-raised
+    signal, and the caller returns normally (`guardrails serve` exits 0).
+    """
+    server = uvicorn.Server(uvicorn_config(app, log_level=log_level))
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        server.should_exit = True  # also for a signal that comes before uvicorn's own handlers
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class ServerThread:
     """An ASGI app served on 127.0.0.1 from a background thread; `url` is ready after `start`."""
 
@@ -64,7 +87,7 @@ class ServerThread:
         self.socket.close()
 
     def __enter__(self) -> ServerThread:
-        return self.start()
+        return self if self.thread.is_alive() else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -39,9 +39,9 @@ class ScoreReader:
         if isinstance(row, list) and len(row) == 1 and (self.labels is None or len(self.labels) != 1):
             row = row[0]
         if _is_number(row):
-            return self._single(float(row))
+            return self._single(_float(row))
         if isinstance(row, list) and row and all(_is_number(p) for p in row):
-            return self._classes([float(p) for p in row])
+            return self._classes([_float(p) for p in row])
         return f"expected a score or a list of class probabilities, got {_describe(row)}"
 
     def _single(self, score: float) -> ScoreFields | str:
@@ -80,6 +80,14 @@ class ScoreReader:
         if not self.min <= value <= self.max:
             return f"score {value} is outside [{self.min}, {self.max}]"
         return None
+
+
+def _float(number: float) -> float:
+    """`number` as a float; an integer past the float range (JSON allows it) is infinite."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
 
 
 def _is_number(value: Any) -> bool:

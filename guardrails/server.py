@@ -8,9 +8,10 @@ the service turns it into the fallback).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,14 +22,19 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
+from litestar.params import FromPath
 
 from guardrails.audit.recorder import AuditRecorder
 from guardrails.audit.store import AuditStore, NullAuditStore
-from guardrails.auth import Guard, api_guard
+from guardrails.audit_routes import audit_routes
+from guardrails.auth import Guard, admin_guard, api_guards
 from guardrails.envelope import BatchEnvelope, DecisionEnvelope, ErrorBody, InputRejected
 from guardrails.ids import DecisionIds
+from guardrails.live import LivePolicy
 from guardrails.metrics import CONTENT_TYPE, Metrics
-from guardrails.service import Answer, DecisionService, LivePolicy, error_answer
+from guardrails.policy_routes import close_all, policy_routes, watching
+from guardrails.registry import PolicyRegistry
+from guardrails.service import Answer, DecisionService
 from guardrails.upstream.breaker import STATE_VALUES
 
 log = logging.getLogger("guardrails.server")
@@ -51,27 +57,7 @@ class ServerSettings:
     admin_token: str | None = None  # GUARDRAILS_ADMIN_TOKEN: audit and admin endpoints
     api_token: str | None = None  # GUARDRAILS_API_TOKEN: decision endpoints, when set
     audit_key: bytes | None = field(default=None, repr=False)  # GUARDRAILS_AUDIT_KEY: HMAC for `audit: hash`
-
-
-class UpstreamInfo(msgspec.Struct, frozen=True):
-    url: str
-    protocol: str
-    circuit: str
-
-
-class PolicyInfo(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    version: str | None
-    version_id: str
-    owner: str
-    description: str
-    upstream: UpstreamInfo
-    loaded_at: str
-    file: str
-
-
-class PolicyList(msgspec.Struct, frozen=True):
-    policies: list[PolicyInfo]
+    reload_interval_s: float | None = 1.0  # how often a policy folder is checked for changes
 
 
 class Health(msgspec.Struct, frozen=True):
@@ -92,7 +78,10 @@ def _object_body(description: str, example_key: str) -> RequestBody:
         schema = Schema(
             type=OpenAPIType.OBJECT,
             required=["instances"],
-            properties={"instances": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.OBJECT))},
+            properties={
+                "instances": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.OBJECT), min_items=1)
+            },
+            additional_properties=False,  # the service refuses other keys (422 bad_batch)
             description=description,
         )
     return RequestBody(content={JSON: OpenAPIMediaType(schema=schema)}, required=True, description=description)
@@ -112,44 +101,61 @@ class _BatchOperation(Operation):
 
 _ERRORS = {
     400: ResponseSpec(ErrorBody, description="The body is not valid JSON"),
+    401: ResponseSpec(ErrorBody, description="GUARDRAILS_API_TOKEN is set and the request has no valid bearer token"),
     404: ResponseSpec(ErrorBody, description="No such policy"),
     413: ResponseSpec(ErrorBody, description="The body is over the size limit"),
     422: ResponseSpec(InputRejected, description="The input broke the policy; every violation is listed"),
+}
+_BATCH_ERRORS = {
+    **_ERRORS,
+    422: ResponseSpec(
+        InputRejected | ErrorBody,  # type: ignore[arg-type]
+        description="An instance broke the policy (every violation is listed), or the batch is empty, "
+        'too large or not {"instances": [...]} (an ErrorBody with error `bad_batch`)',
+    ),
 }
 
 
 def create_app(
     settings: ServerSettings,
-    policies: Mapping[str, LivePolicy],
+    policies: PolicyRegistry | Mapping[str, LivePolicy],
     metrics: Metrics | None = None,
     audit: AuditStore | None = None,
 ) -> Litestar:
-    """The guardrails HTTP app serving `policies` (name -> compiled policy and its upstream).
+    """The guardrails HTTP app serving `policies` (a registry, or a fixed name -> LivePolicy map).
 
     With an `audit` store every decision is recorded (see guardrails.audit); without one,
-    auditing is off.
+    auditing is off. A registry with a folder is watched and hot-reloaded every
+    `settings.reload_interval_s` seconds.
     """
     metrics = metrics or Metrics()
-    recorder = AuditRecorder(audit, settings.audit_key, wall_ms) if audit is not None else None
-    service = DecisionService(policies, metrics, DecisionIds(), settings.max_batch, recorder)
+    registry = policies if isinstance(policies, PolicyRegistry) else PolicyRegistry.of(policies)
     store: AuditStore = audit if audit is not None else NullAuditStore()
-    for live_policy in policies.values():
+    registry.on_new_version = lambda policy: store.add_policy(policy, wall_ms())
+    for live_policy in registry.served.all():
         store.add_policy(live_policy.policy, wall_ms())
+    recorder = AuditRecorder(audit, settings.audit_key, wall_ms) if audit is not None else None
+    service = DecisionService(lambda: registry.served, metrics, DecisionIds(), settings.max_batch, recorder)
+    admin = admin_guard(settings.admin_token)
 
-    async def close_upstreams() -> None:
-        for live_policy in policies.values():
-            await live_policy.upstream.transport.close()
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with watching(registry, metrics, settings.reload_interval_s):
+            yield
+        await close_all(app, registry)
         store.close()
 
     return Litestar(
         route_handlers=[
-            *_decision_routes(service, api_guard(settings.api_token, settings.admin_token)),
-            *_operation_routes(policies, metrics, store),
+            *_decision_routes(service, api_guards(settings.api_token, settings.admin_token)),
+            *_operation_routes(registry, metrics, store),
+            *policy_routes(registry, metrics, admin),
+            *audit_routes(store, admin, wall_ms),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title=settings.title, version="1"),
-        on_shutdown=[close_upstreams],
+        lifespan=[lifespan],
         logging_config=None,
     )
 
@@ -164,16 +170,16 @@ def _respond(answer: Answer, request: Request[Any, Any, Any]) -> Response[bytes]
     return Response(answer.body, status_code=answer.status, media_type=JSON, headers=headers)
 
 
-def _decision_routes(service: DecisionService, guard: Guard) -> list[HTTPRouteHandler]:
+def _decision_routes(service: DecisionService, guards: list[Guard]) -> list[HTTPRouteHandler]:
     @post(
         "/v1/decide/{policy:str}",
         operation_class=_DecideOperation,
         status_code=200,
         responses=_ERRORS,
         summary="Decide one request",
-        guards=[guard],
+        guards=list(guards),
     )
-    async def decide(request: Request[Any, Any, Any], policy: str) -> Response[DecisionEnvelope]:
+    async def decide(request: Request[Any, Any, Any], policy: FromPath[str]) -> Response[DecisionEnvelope]:
         body = await request.body()
         return _respond(await service.decide(policy, body, _request_id(request)), request)  # type: ignore[return-value]
 
@@ -181,11 +187,11 @@ def _decision_routes(service: DecisionService, guard: Guard) -> list[HTTPRouteHa
         "/v1/decide/{policy:str}/batch",
         operation_class=_BatchOperation,
         status_code=200,
-        responses=_ERRORS,
+        responses=_BATCH_ERRORS,
         summary="Decide many requests, in one model call where the protocol allows",
-        guards=[guard],
+        guards=list(guards),
     )
-    async def decide_batch(request: Request[Any, Any, Any], policy: str) -> Response[BatchEnvelope]:
+    async def decide_batch(request: Request[Any, Any, Any], policy: FromPath[str]) -> Response[BatchEnvelope]:
         body = await request.body()
         answer = await service.decide_batch(policy, body, _request_id(request))
         return _respond(answer, request)  # type: ignore[return-value]
@@ -193,39 +199,30 @@ def _decision_routes(service: DecisionService, guard: Guard) -> list[HTTPRouteHa
     return [decide, decide_batch]
 
 
-def _operation_routes(
-    policies: Mapping[str, LivePolicy], metrics: Metrics, store: AuditStore
-) -> list[HTTPRouteHandler]:
+def _operation_routes(registry: PolicyRegistry, metrics: Metrics, store: AuditStore) -> list[HTTPRouteHandler]:
     @get("/health/live", summary="The process is up")
     async def live() -> Health:
-        return Health("ok", len(policies), _audit_state(store))
+        return Health("ok", len(registry.served.live), _audit_state(store))
 
     @get("/health/ready", summary="Policies are loaded and the audit store (if any) can write")
     async def ready() -> Response[Health]:
+        count = len(registry.served.live)
         audit = _audit_state(store)
-        ok = bool(policies) and audit != "unavailable"
-        health = Health("ok" if ok else "not_ready", len(policies), audit)
+        ok = count > 0 and audit != "unavailable"
+        health = Health("ok" if ok else "not_ready", count, audit)
         return Response(health, status_code=200 if ok else 503)
-
-    @get("/v1/policies", summary="The policies being served")
-    async def list_policies() -> PolicyList:
-        return PolicyList([_policy_info(p) for p in policies.values()])
-
-    @get("/v1/policies/{name:str}", summary="One policy", responses={404: ResponseSpec(ErrorBody)})
-    async def one_policy(name: str) -> Response[PolicyInfo]:
-        live_policy = policies.get(name)
-        if live_policy is None:
-            answer = error_answer(404, "unknown_policy", f"no policy named {name!r}")
-            return Response(answer.body, status_code=404, media_type=JSON)  # type: ignore[arg-type]
-        return Response(_policy_info(live_policy))
 
     @get("/metrics", summary="Prometheus metrics", media_type=CONTENT_TYPE, include_in_schema=False)
     async def metrics_endpoint() -> Response[bytes]:
-        for name, live_policy in policies.items():
-            metrics.circuit_state.labels(name).set(_circuit_value(live_policy))
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+        for live_policy in registry.served.all():
+            circuit = STATE_VALUES[live_policy.upstream.circuit_state()]
+            metrics.circuit_state.labels(live_policy.policy.name).set(circuit)
+        for name, state in registry.states.items():
+            metrics.policy_stale.labels(name).set(1 if state.status == "stale" else 0)
+        # CONTENT_TYPE already names its charset; as `media_type` litestar would append a second one
+        return Response(metrics.exposition(), headers={"content-type": CONTENT_TYPE})
 
-    return [live, ready, list_policies, one_policy, metrics_endpoint]
+    return [live, ready, metrics_endpoint]
 
 
 def _request_id(request: Request[Any, Any, Any]) -> str | None:
@@ -234,24 +231,6 @@ def _request_id(request: Request[Any, Any, Any]) -> str | None:
         return None
     value = value[:MAX_REQUEST_ID]
     return value if value.isprintable() else None
-
-
-def _policy_info(live: LivePolicy) -> PolicyInfo:
-    policy = live.policy
-    return PolicyInfo(
-        name=policy.name,
-        version=policy.version,
-        version_id=policy.version_id,
-        owner=policy.owner,
-        description=policy.description,
-        upstream=UpstreamInfo(live.upstream.spec.url, policy.upstream.protocol, live.upstream.circuit_state()),
-        loaded_at=live.loaded_at,
-        file=policy.file,
-    )
-
-
-def _circuit_value(live: LivePolicy) -> int:
-    return STATE_VALUES[live.upstream.circuit_state()]
 
 
 _STATUS_ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}

@@ -11,32 +11,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from guardrails.audit.recorder import AuditRecorder
-from guardrails.decide import Cause, Decision, decide_row, fallback
+from guardrails.audit.record import AuditRecord
+from guardrails.audit.recorder import AuditRecorder, Endpoint
+from guardrails.decide import Cause, Decision, decide_row, decide_shadow, fallback
 from guardrails.decide_vector import columns_from_records, decide_vector
 from guardrails.envelope import BatchEnvelope, ErrorBody, InputRejected, ModelCall, envelope
 from guardrails.ids import DecisionIds
+from guardrails.live import LivePolicy, Served
 from guardrails.metrics import Metrics
 from guardrails.policy.compile import CompiledPolicy
-from guardrails.policy.inputs import FieldError, MalformedBody
+from guardrails.policy.inputs import NESTED_TOO_DEEPLY, FieldError, MalformedBody
 from guardrails.scores import ScoreFields
-from guardrails.upstream.caller import Upstream, UpstreamResult
+from guardrails.upstream.caller import UpstreamResult
 
 log = logging.getLogger("guardrails.decisions")
 JSON_BATCH_CONCURRENCY = 32  # json-protocol batches: one call per instance, this many at once
 
 
 @dataclass(frozen=True, slots=True)
-class LivePolicy:
-    policy: CompiledPolicy
-    upstream: Upstream
-    loaded_at: str
+class _Item:
+    """One decided instance, with what its audit record and its shadows need."""
+
+    decision_id: str
+    decision: Decision
+    model: ModelCall
+    output: bytes | None  # the model's raw output for this instance
+    row: Any  # its row of model output, None when there was none
+    values: dict[str, Any] | None  # its validated input, None when invalid
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,33 +81,36 @@ def _raw_object(body: bytes) -> Any:
 class DecisionService:
     def __init__(
         self,
-        policies: Mapping[str, LivePolicy],
+        served: Callable[[], Served],
         metrics: Metrics,
         ids: DecisionIds,
         max_batch: int,
         recorder: AuditRecorder | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self.policies = policies
+        self.served = served
         self.metrics = metrics
         self.ids = ids
         self.max_batch = max_batch
         self.recorder = recorder
         self.clock = clock
 
-    def _live(self, name: str) -> LivePolicy | Answer:
-        live = self.policies.get(name)
+    def _live(self, name: str) -> tuple[LivePolicy, tuple[LivePolicy, ...]] | Answer:
+        """The live policy named `name` and its shadows, from one snapshot (a reload cannot split them)."""
+        served = self.served()
+        live = served.live.get(name)
         if live is None:
-            known = ", ".join(sorted(self.policies)) or "none"
+            known = ", ".join(sorted(served.live)) or "none"
             return error_answer(404, "unknown_policy", f"no policy named {name!r}; policies: {known}")
-        return live
+        return live, served.shadows.get(name, ())
 
     async def decide(self, name: str, body: bytes, request_id: str | None) -> Answer:
         """Decide one request: POST /v1/decide/{policy}."""
         started = self.clock()
-        live = self._live(name)
-        if isinstance(live, Answer):
-            return live
+        found = self._live(name)
+        if isinstance(found, Answer):
+            return found
+        live, shadows = found
         policy = live.policy
         decision_id = self.ids.new()
         try:
@@ -111,35 +121,88 @@ class DecisionService:
             self.metrics.record_input_errors(policy.name, validated)
             if policy.on_invalid == "reject":
                 return await self._reject(policy, body, validated, decision_id, started, request_id)
-        model, raw_output = ModelCall("skipped"), None
+        model, raw_output, row = ModelCall("skipped"), None, None
         try:
             if isinstance(validated, list):
                 decision = fallback(policy, "input_invalid", errors=validated)
             else:
                 result = await self._call(live, [validated])
                 model, raw_output = _model_call(result), result.raw
+                row = result.rows[0] if result.rows else None
                 decision = _decide_result(policy, validated, result, 0)
         except Exception:
             log.exception("internal error deciding %s for policy %s", decision_id, policy.name)
             decision = fallback(policy, "internal_error", "an internal error occurred; see the server log")
         latency_ms = (self.clock() - started) * 1000
+        item = _Item(decision_id, decision, model, raw_output, row, validated if isinstance(validated, dict) else None)
         if self.recorder is not None:
-            values = validated if isinstance(validated, dict) else _raw_object(body)
-            record = self.recorder.decision(
-                policy,
-                decision,
-                decision_id=decision_id,
-                endpoint="decide",
-                values=values,
-                model=model,
-                model_output=raw_output,
-                latency_ms=latency_ms,
-                request_id=request_id,
-            )
-            if not await self.recorder.write([record]):
+            raw = item.values if item.values is not None else _raw_object(body)
+            records = [self._record(policy, item, "decide", raw, latency_ms, request_id)]
+            records += self._shadow_records(policy, shadows, [item], "decide", request_id)
+            if not await self.recorder.write(records):
                 return AUDIT_UNAVAILABLE
+        else:
+            self._shadow_records(policy, shadows, [item], "decide", request_id)
         self._observe(decision, "decide", latency_ms, decision_id)
         return Answer(200, _encode(envelope(decision, decision_id, model, latency_ms, request_id)), (decision_id,))
+
+    def _record(
+        self,
+        policy: CompiledPolicy,
+        item: _Item,
+        endpoint: Endpoint,
+        raw: Any,
+        latency_ms: float | None,
+        request_id: str | None,
+    ) -> AuditRecord:
+        assert self.recorder is not None
+        return self.recorder.decision(
+            policy,
+            item.decision,
+            decision_id=item.decision_id,
+            endpoint=endpoint,
+            values=raw,
+            model=item.model,
+            model_output=item.output,
+            latency_ms=latency_ms,
+            request_id=request_id,
+        )
+
+    def _shadow_records(
+        self,
+        policy: CompiledPolicy,
+        shadows: tuple[LivePolicy, ...],
+        items: list[_Item],
+        endpoint: Endpoint,
+        request_id: str | None,
+    ) -> list[AuditRecord]:
+        """Decide every shadow beside each live item; a shadow's failure never touches the live answer."""
+        records: list[AuditRecord] = []
+        for shadow in shadows:
+            for item in items:
+                try:
+                    decision = decide_shadow(shadow.policy, item.decision, item.values, item.row)
+                except Exception:
+                    log.exception("shadow policy %s failed beside %s", shadow.policy.name, item.decision_id)
+                    continue
+                self.metrics.record_shadow(policy.name, shadow.policy.name, item.decision.outcome, decision.outcome)
+                if self.recorder is not None:
+                    records.append(
+                        self.recorder.decision(
+                            shadow.policy,
+                            decision,
+                            decision_id=self.ids.new(),
+                            endpoint=endpoint,
+                            values=item.values or {},
+                            model=item.model,
+                            model_output=item.output,
+                            latency_ms=None,
+                            request_id=request_id,
+                            shadow_of=policy.name,
+                            live_decision_id=item.decision_id,
+                        )
+                    )
+        return records
 
     async def _reject(
         self,
@@ -175,9 +238,10 @@ class DecisionService:
     async def decide_batch(self, name: str, body: bytes, request_id: str | None) -> Answer:
         """Decide many requests: POST /v1/decide/{policy}/batch, one model call where the protocol allows."""
         started = self.clock()
-        live = self._live(name)
-        if isinstance(live, Answer):
-            return live
+        found = self._live(name)
+        if isinstance(found, Answer):
+            return found
+        live, shadows = found
         instances = self._instances(body)
         if isinstance(instances, Answer):
             return instances
@@ -190,35 +254,28 @@ class DecisionService:
             if policy.on_invalid == "reject":
                 return await self._reject_batch(policy, instances, checked, ids, started, request_id)
         try:
-            decisions, models, outputs = await self._decide_many(live, checked)
+            items = await self._decide_many(live, checked, ids)
         except Exception:
             log.exception("internal error deciding a batch for policy %s", policy.name)
             internal = fallback(policy, "internal_error", "an internal error occurred; see the server log")
-            decisions, models, outputs = [internal] * len(ids), [ModelCall("skipped")] * len(ids), [None] * len(ids)
+            items = [_Item(i, internal, ModelCall("skipped"), None, None, None) for i in ids]
         latency_ms = (self.clock() - started) * 1000
         if self.recorder is not None:
             records = [
-                self.recorder.decision(
-                    policy,
-                    decision,
-                    decision_id=decision_id,
-                    endpoint="batch",
-                    values=item if isinstance(item, dict) else raw,
-                    model=model,
-                    model_output=output,
-                    latency_ms=latency_ms,
-                    request_id=request_id,
+                self._record(
+                    policy, item, "batch", item.values if item.values is not None else raw, latency_ms, request_id
                 )
-                for decision_id, decision, model, output, item, raw in zip(
-                    ids, decisions, models, outputs, checked, instances, strict=True
-                )
+                for item, raw in zip(items, instances, strict=True)
             ]
+            records += self._shadow_records(policy, shadows, items, "batch", request_id)
             if not await self.recorder.write(records):
                 return AUDIT_UNAVAILABLE
+        else:
+            self._shadow_records(policy, shadows, items, "batch", request_id)
         envelopes = []
-        for decision_id, decision, model in zip(ids, decisions, models, strict=True):
-            self._observe(decision, "batch", None, decision_id)
-            envelopes.append(envelope(decision, decision_id, model, latency_ms, request_id))
+        for item in items:
+            self._observe(item.decision, "batch", None, item.decision_id)
+            envelopes.append(envelope(item.decision, item.decision_id, item.model, latency_ms, request_id))
         self.metrics.record_latency(policy.name, "batch", latency_ms / 1000)
         return Answer(200, _encode(BatchEnvelope(envelopes)), tuple(ids))
 
@@ -270,6 +327,8 @@ class DecisionService:
             return error_answer(422, "bad_batch", f'the body must be {{"instances": [...]}}: {exc}')
         except msgspec.DecodeError as exc:
             return error_answer(400, "malformed_json", f"the body is not valid JSON: {exc}")
+        except RecursionError:
+            return error_answer(400, "malformed_json", f"the body is not valid JSON: {NESTED_TOO_DEEPLY}")
         if not instances:
             return error_answer(422, "bad_batch", "`instances` is empty")
         if len(instances) > self.max_batch:
@@ -277,37 +336,38 @@ class DecisionService:
         return instances
 
     async def _decide_many(
-        self, live: LivePolicy, checked: Sequence[dict[str, Any] | list[FieldError]]
-    ) -> tuple[list[Decision], list[ModelCall], list[bytes | None]]:
-        """Per item: its decision, its model call, and its own row of the model's output (JSON)."""
+        self, live: LivePolicy, checked: Sequence[dict[str, Any] | list[FieldError]], ids: Sequence[str]
+    ) -> list[_Item]:
+        """Each item decided: valid ones scored from the model's rows and decided together, vectorised."""
         policy = live.policy
-        decisions: list[Decision | None] = [None] * len(checked)
-        models = [ModelCall("skipped")] * len(checked)
-        outputs: list[bytes | None] = [None] * len(checked)
+        items: list[_Item | None] = [None] * len(checked)
         valid = [i for i, item in enumerate(checked) if isinstance(item, dict)]
         for i, item in enumerate(checked):
             if isinstance(item, list):
-                decisions[i] = fallback(policy, "input_invalid", errors=item)
+                items[i] = _Item(
+                    ids[i], fallback(policy, "input_invalid", errors=item), ModelCall("skipped"), None, None, None
+                )
         results = await self._call_batch(live, [checked[i] for i in valid])  # type: ignore[misc]
-        scored: list[tuple[int, dict[str, Any], ScoreFields]] = []
+        scored: list[tuple[int, dict[str, Any], ScoreFields, ModelCall, Any]] = []
         for i, (result, row) in zip(valid, results, strict=True):
-            models[i] = _model_call(result)
+            model, values = _model_call(result), checked[i]
+            assert isinstance(values, dict)
             if result.rows is None:
-                outputs[i] = result.raw
-                decisions[i] = fallback(policy, result.cause or "internal_error", result.detail)
+                decision = fallback(policy, result.cause or "internal_error", result.detail)
+                items[i] = _Item(ids[i], decision, model, result.raw, None, values)
                 continue
-            outputs[i] = _encode(result.rows[row])
             fields = policy.scores.read(result.rows[row])
             if isinstance(fields, str):
-                decisions[i] = fallback(policy, "output_invalid", fields)
+                decision = fallback(policy, "output_invalid", fields)
+                items[i] = _Item(ids[i], decision, model, _encode(result.rows[row]), result.rows[row], values)
             else:
-                scored.append((i, checked[i], fields))  # type: ignore[arg-type]
+                scored.append((i, values, fields, model, result.rows[row]))
         if scored:
             columns = columns_from_records(policy, [s[1] for s in scored], [s[2] for s in scored])
             vector = decide_vector(policy, columns, len(scored))
-            for row, (i, _, _) in enumerate(scored):
-                decisions[i] = vector.decision(row)
-        return [d for d in decisions if d is not None], models, outputs
+            for position, (i, values, _, model, raw_row) in enumerate(scored):
+                items[i] = _Item(ids[i], vector.decision(position), model, _encode(raw_row), raw_row, values)
+        return [item for item in items if item is not None]
 
     async def _call_batch(self, live: LivePolicy, instances: list[dict[str, Any]]) -> list[tuple[UpstreamResult, int]]:
         """Per instance, the call's result and the instance's row in it.

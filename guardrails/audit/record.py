@@ -29,7 +29,7 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     schema_version: int = SCHEMA_VERSION
     decision_id: str
     ts_ms: int
-    kind: Literal["decision", "rejected"]
+    kind: Literal["decision", "rejected", "shadow"]
     endpoint: Literal["decide", "batch"]
     policy: str
     policy_version: str
@@ -54,6 +54,8 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     model_attempts: int = 0
     latency_ms: float | None = None
     request_id: str | None = None
+    shadow_of: str | None = None  # kind "shadow": the live policy it was decided beside
+    live_decision_id: str | None = None  # kind "shadow": the live decision it shadows
 
 
 class StoredRecord(msgspec.Struct, frozen=True):
@@ -81,6 +83,26 @@ def redact(fields: Sequence[InputField], values: Mapping[str, Any], key: bytes |
         else:
             kept[f.name] = value
     return kept
+
+
+def redact_errors(fields: Sequence[InputField], errors: list[FieldError] | None) -> list[FieldError] | None:
+    """Input errors as the audit log may keep them.
+
+    A message can show the value it is about (`got a number 12.5`, `got "XX"`), so the message
+    of an error on a `hash` or `drop` field is replaced by one that names only the field and the
+    constraint it broke.
+    """
+    hidden = {f.name: f.audit for f in fields if f.audit != "keep"}
+    if not errors or not hidden:
+        return errors
+    return [
+        FieldError(
+            e.field, e.constraint, f"`{e.field}` broke `{e.constraint}` (value not recorded: audit: {hidden[e.field]})"
+        )
+        if e.field in hidden
+        else e
+        for e in errors
+    ]
 
 
 def hash_value(value: Any, key: bytes | None) -> str:
@@ -120,12 +142,14 @@ def decision_record(
     model_attempts: int,
     latency_ms: float | None,
     request_id: str | None,
+    shadow_of: str | None = None,
+    live_decision_id: str | None = None,
 ) -> AuditRecord:
     output, truncated = cap_output(model_output)
     return AuditRecord(
         decision_id=decision_id,
         ts_ms=ts_ms,
-        kind="decision",
+        kind="decision" if shadow_of is None else "shadow",
         endpoint=endpoint,
         policy=decision.policy,
         policy_version=decision.policy_version,
@@ -150,4 +174,6 @@ def decision_record(
         model_attempts=model_attempts,
         latency_ms=latency_ms,
         request_id=request_id,
+        shadow_of=shadow_of,
+        live_decision_id=live_decision_id,
     )

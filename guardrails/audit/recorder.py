@@ -11,7 +11,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from guardrails.audit.record import AuditRecord, decision_record, redact
+import msgspec
+
+from guardrails.audit.record import AuditRecord, decision_record, redact, redact_errors
 from guardrails.audit.store import AuditStore
 from guardrails.decide import Decision
 from guardrails.errors import AuditUnavailable
@@ -40,8 +42,12 @@ class AuditRecorder:
         model_output: bytes | None,
         latency_ms: float | None,
         request_id: str | None,
+        shadow_of: str | None = None,
+        live_decision_id: str | None = None,
     ) -> AuditRecord:
-        """The record of a decision (fallbacks included); `model` is the envelope's ModelCall."""
+        """The record of a decision (fallbacks and shadows included); `model` is the envelope's ModelCall."""
+        if decision.errors:  # an `input_invalid` fallback
+            decision = msgspec.structs.replace(decision, errors=redact_errors(policy.inputs.fields, decision.errors))
         return decision_record(
             decision,
             decision_id=decision_id,
@@ -56,6 +62,8 @@ class AuditRecorder:
             model_attempts=model.attempts,
             latency_ms=latency_ms,
             request_id=request_id,
+            shadow_of=shadow_of,
+            live_decision_id=live_decision_id,
         )
 
     def rejection(
@@ -79,7 +87,7 @@ class AuditRecorder:
             policy_version=policy.version_id,
             policy_label=policy.version,
             input=self._redacted(policy, raw),
-            errors=errors,
+            errors=redact_errors(policy.inputs.fields, errors),
             latency_ms=latency_ms,
             request_id=request_id,
         )

@@ -8,6 +8,11 @@ fsynced to the WAL: it survives `kill -9` and, on a disk that honours fsync, pow
 In `async` durability the caller is answered at once and `synchronous=NORMAL` is used:
 a crash can lose the last batch.
 
+A batch that cannot be committed (disk full, file unwritable, locked past the busy timeout)
+is rolled back whole and `healthy()` turns False; while that lasts and nothing is queued,
+the writer tries a write that leaves nothing behind every RETRY_S, so readiness comes back
+once the file can be written again, without waiting for traffic.
+
 Readers open their own connections; WAL lets them read while the writer writes.
 """
 
@@ -19,7 +24,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,8 @@ from guardrails.policy.compile import CompiledPolicy
 
 log = logging.getLogger("guardrails.audit")
 BATCH_MAX = 1024
+RETRY_S = 1.0  # while the store cannot write and nothing is queued, a probe write this often
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for a lock held by another connection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,6 +64,7 @@ CREATE INDEX IF NOT EXISTS decisions_fallback ON decisions (fallback, seq);
 CREATE INDEX IF NOT EXISTS decisions_version ON decisions (policy_version, seq);
 CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts_ms);
 CREATE INDEX IF NOT EXISTS decisions_request ON decisions (request_id) WHERE request_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS decisions_any_fallback ON decisions (seq) WHERE fallback IS NOT NULL;
 CREATE TABLE IF NOT EXISTS decision_reasons (seq INTEGER NOT NULL, reason TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS decision_reasons_reason ON decision_reasons (reason, seq);
 CREATE INDEX IF NOT EXISTS decision_reasons_seq ON decision_reasons (seq);
@@ -89,13 +97,16 @@ class _Job:
 class SQLiteAuditStore:
     """Audit records in one SQLite file; `durability` says when `append` returns."""
 
-    def __init__(self, path: str | Path, durability: Durability = "sync") -> None:
+    def __init__(
+        self, path: str | Path, durability: Durability = "sync", busy_timeout_s: float = BUSY_TIMEOUT_S
+    ) -> None:
         self.path = Path(path)
         self.durability: Durability = durability
+        self.busy_timeout_s = busy_timeout_s
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._healthy = True
         self._last_error: str | None = None
-        connection = connect(self.path)
+        connection = connect(self.path, busy_timeout_s=busy_timeout_s)
         try:
             connection.executescript(SCHEMA)
             self._head_seq, self._head_hash = _head(connection)
@@ -138,11 +149,14 @@ class SQLiteAuditStore:
             self._thread.join(30)
 
     def _run(self) -> None:
-        connection = connect(self.path)
+        connection = connect(self.path, busy_timeout_s=self.busy_timeout_s)
         connection.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'sync' else 'NORMAL'}")
         try:
             while True:
                 jobs = self._take()
+                if not jobs:
+                    self._probe(connection)
+                    continue
                 self._write(connection, jobs)
                 for job in jobs:
                     job.flushed.set()
@@ -152,7 +166,11 @@ class SQLiteAuditStore:
             connection.close()
 
     def _take(self) -> list[_Job]:
-        jobs = [self._queue.get()]
+        """What is queued (at least one job), or nothing when the store is unhealthy and RETRY_S passed idle."""
+        try:
+            jobs = [self._queue.get(timeout=None if self._healthy else RETRY_S)]
+        except queue.Empty:
+            return []
         count = len(jobs[0].records)
         while count < BATCH_MAX and not jobs[-1].stop:
             try:
@@ -166,6 +184,7 @@ class SQLiteAuditStore:
     def _write(self, connection: sqlite3.Connection, jobs: list[_Job]) -> None:
         seq, prev = self._head_seq, self._head_hash
         error: BaseException | None = None
+        rows = _Rows()
         try:
             connection.execute("BEGIN IMMEDIATE")
             for job in jobs:
@@ -173,22 +192,49 @@ class SQLiteAuditStore:
                     connection.execute("INSERT OR IGNORE INTO policy_versions VALUES (?, ?, ?, ?, ?)", job.policy)
                 for record in job.records:
                     seq += 1
-                    prev = _insert(connection, seq, prev, record)
+                    prev = rows.add(seq, prev, record)
+            rows.insert(connection)
             connection.execute("COMMIT")
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:  # any failure must reach the waiting requests, never kill the writer
             error = exc
             if connection.in_transaction:
-                connection.execute("ROLLBACK")
+                with contextlib.suppress(Exception):
+                    connection.execute("ROLLBACK")
         if error is None:
             self._head_seq, self._head_hash = seq, prev
+        self._note(error)
+        _settle(jobs, error)
+
+    def _probe(self, connection: sqlite3.Connection) -> None:
+        """Try a write that leaves nothing behind, so readiness comes back without waiting for traffic.
+
+        The row is inserted and deleted in one transaction: its page is still written to the WAL
+        at commit, so a full or unwritable file fails the probe as it fails a batch.
+        """
+        error: BaseException | None = None
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("INSERT OR REPLACE INTO meta VALUES ('write_probe', '')")
+            connection.execute("DELETE FROM meta WHERE key = 'write_probe'")
+            connection.execute("COMMIT")
+        except Exception as exc:  # any failure must reach the waiting requests, never kill the writer
+            error = exc
+            if connection.in_transaction:
+                with contextlib.suppress(Exception):
+                    connection.execute("ROLLBACK")
+        self._note(error)
+
+    def _note(self, error: BaseException | None) -> None:
+        """Whether the last write (a batch or a probe) committed: what `healthy` reports."""
+        if error is None:
             if not self._healthy:
                 log.warning("audit store writable again", extra={"path": str(self.path)})
             self._healthy, self._last_error = True, None
-        else:
-            self._healthy, self._last_error = False, f"{type(error).__name__}: {error}"
+            return
+        was_healthy = self._healthy
+        self._healthy, self._last_error = False, f"{type(error).__name__}: {error}"
+        if was_healthy:  # once per outage: a probe fails every RETRY_S while it lasts
             log.error("audit store cannot write", extra={"path": str(self.path), "error": self._last_error})
-        for job in jobs:
-            _settle(job, None if error is None else AuditUnavailable(f"audit store cannot write: {error}"))
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -210,14 +256,14 @@ class SQLiteAuditStore:
         return None if row is None else str(row[0])
 
 
-def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: Path, readonly: bool = False, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
     if readonly:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
         connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA busy_timeout=30000")
+    connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
     return connection
 
 
@@ -253,50 +299,83 @@ def anchor_of(connection: sqlite3.Connection) -> tuple[int, str]:
     return int(rows.get("anchor_seq", 0)), str(rows.get("anchor_hash", GENESIS))
 
 
-def _insert(connection: sqlite3.Connection, seq: int, prev: str, record: AuditRecord) -> str:
-    record_json = _encode(record)
-    hash_ = chain_hash(prev, seq, record_json)
-    connection.execute(
-        "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            seq,
-            record.decision_id,
-            record.ts_ms,
-            record.policy,
-            record.policy_version,
-            record.kind,
-            record.outcome,
-            record.fallback,
-            record.request_id,
-            record_json,
-            prev,
-            hash_,
-        ),
-    )
-    if record.reasons:
-        connection.executemany("INSERT INTO decision_reasons VALUES (?, ?)", [(seq, r) for r in record.reasons])
-    if record.rules:
-        connection.executemany(
-            "INSERT INTO decision_rules VALUES (?, ?, ?)", [(seq, r.name, r.mode) for r in record.rules]
+@dataclass
+class _Rows:
+    """A batch's rows, inserted with one `executemany` per table."""
+
+    decisions: list[tuple[Any, ...]] = field(default_factory=list)
+    reasons: list[tuple[int, str]] = field(default_factory=list)
+    rules: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def add(self, seq: int, prev: str, record: AuditRecord) -> str:
+        """Add `record` as number `seq` after the record hashed `prev`; its own hash."""
+        record_json = _encode(record)
+        hash_ = chain_hash(prev, seq, record_json)
+        self.decisions.append(
+            (
+                seq,
+                record.decision_id,
+                record.ts_ms,
+                record.policy,
+                record.policy_version,
+                record.kind,
+                record.outcome,
+                record.fallback,
+                record.request_id,
+                record_json,
+                prev,
+                hash_,
+            )
         )
-    return hash_
+        self.reasons += [(seq, reason) for reason in record.reasons]
+        self.rules += [(seq, rule.name, rule.mode) for rule in record.rules]
+        return hash_
+
+    def insert(self, connection: sqlite3.Connection) -> None:
+        connection.executemany("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.decisions)
+        if self.reasons:
+            connection.executemany("INSERT INTO decision_reasons VALUES (?, ?)", self.reasons)
+        if self.rules:
+            connection.executemany("INSERT INTO decision_rules VALUES (?, ?, ?)", self.rules)
+        _note_time_order(connection, self.decisions)
 
 
-def _settle(job: _Job, error: BaseException | None) -> None:
-    if job.done is None or job.loop is None:
+def _note_time_order(connection: sqlite3.Connection, decisions: list[tuple[Any, ...]]) -> None:
+    """Note in `meta` a record stamped before the one ahead of it (the wall clock stepped back).
+
+    Queries turn time bounds into seq ranges while timestamps never fall along the log
+    (guardrails.audit.query); once this is noted, they filter on the timestamps alone.
+    """
+    if not decisions:
         return
-    done = job.done
+    before = connection.execute("SELECT ts_ms FROM decisions WHERE seq = ?", (decisions[0][0] - 1,)).fetchone()
+    last = decisions[0][2] if before is None else before[0]
+    for row in decisions:
+        if row[2] < last:
+            connection.execute("INSERT OR IGNORE INTO meta VALUES ('ts_out_of_order', ?)", (str(row[0]),))
+            return
+        last = row[2]
 
-    def settle() -> None:
+
+def _settle(jobs: list[_Job], error: BaseException | None) -> None:
+    """Tell the waiting requests: one wake-up of each event loop per batch, not one per request."""
+    waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for job in jobs:
+        if job.done is not None and job.loop is not None:
+            waiting.setdefault(job.loop, []).append(job.done)
+    for loop, futures in waiting.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_settle_futures, futures, error)
+
+
+def _settle_futures(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for done in futures:
         if done.done():
-            return  # the request was cancelled meanwhile
+            continue  # the request was cancelled meanwhile
         if error is None:
             done.set_result(None)
         else:
-            done.set_exception(error)
-
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-        job.loop.call_soon_threadsafe(settle)
+            done.set_exception(AuditUnavailable(f"audit store cannot write: {error}"))
 
 
 _CHAIN_QUERY = """
@@ -308,7 +387,7 @@ FROM decisions d ORDER BY d.seq
 """
 
 
-def chain_rows(connection: sqlite3.Connection) -> Iterator[ChainRow]:
+def chain_rows(connection: sqlite3.Connection) -> Generator[ChainRow, None, None]:
     """Every row in seq order, as chain verification reads it."""
     for row in connection.execute(_CHAIN_QUERY):
         seq, decision_id, record, prev_hash, hash_ = row[:5]

@@ -18,11 +18,13 @@ from typing import Any
 import msgspec
 
 from guardrails.errors import ExpressionError
+from guardrails.monitor.config import MonitorConfig
+from guardrails.monitor.reference import Reference, check_reference, reference_hash
 from guardrails.policy.expr import FUNCTION_ARITY, Expr, NameType, parse_condition
 from guardrails.policy.expr_scalar import Scalar, compile_scalar
 from guardrails.policy.expr_vector import Columns, compile_vector
 from guardrails.policy.inputs import InputField, InputSchema
-from guardrails.policy.spec import InputSpec, PolicySpec, PolicyTestSpec, UpstreamSpec
+from guardrails.policy.spec import InputSpec, MonitorSpec, PolicySpec, PolicyTestSpec, UpstreamSpec
 from guardrails.scores import ScoreReader
 
 DERIVED_NAMES = ("score", "confidence", "margin", "label")
@@ -79,6 +81,8 @@ class CompiledPolicy:
     tests: tuple[PolicyTestSpec, ...]
     source_text: str
     file: str
+    shadow_of: str | None = None
+    monitor: MonitorConfig | None = None
 
 
 def version_id(data: Any) -> str:
@@ -87,10 +91,21 @@ def version_id(data: Any) -> str:
 
 
 def compile_policy(
-    spec: PolicySpec, data: Any, source_text: str, file: str
+    spec: PolicySpec,
+    data: Any,
+    source_text: str,
+    file: str,
+    reference: Reference | None = None,
+    reference_file: str = "",
 ) -> tuple[CompiledPolicy | None, list[Problem]]:
-    """The compiled policy, or every semantic problem found in `spec`."""
+    """The compiled policy, or every semantic problem found in `spec`.
+
+    `reference` is the `monitor:` section's reference, already read (compiling does no I/O);
+    without it, the section is checked but `monitor` is None.
+    """
     problems: list[Problem] = []
+    if spec.shadow_of == spec.policy:
+        problems.append((("shadow_of",), "a policy cannot be its own shadow", 0))
     outcomes = _check_outcomes(spec, problems)
     fields = tuple(_input_field(name, item, problems) for name, item in spec.inputs.items())
     _check_scores(spec, problems)
@@ -99,6 +114,8 @@ def compile_policy(
     thresholds = _thresholds(spec, names, problems)
     rule_names = {**names, "outcome": NameType("str", domain=frozenset(outcomes))}
     rules = _rules(spec, rule_names, problems)
+    if spec.monitor is not None:
+        _check_monitor(spec.monitor, outcomes, fields, reference, problems)
     if problems:
         return None, problems
     compiled = CompiledPolicy(
@@ -124,8 +141,46 @@ def compile_policy(
         tests=tuple(spec.tests),
         source_text=source_text,
         file=file,
+        shadow_of=spec.shadow_of,
+        monitor=_monitor_config(spec, reference, reference_file),
     )
     return compiled, []
+
+
+def _check_monitor(
+    monitor: MonitorSpec,
+    outcomes: tuple[str, ...],
+    fields: tuple[InputField, ...],
+    reference: Reference | None,
+    problems: list[Problem],
+) -> None:
+    if monitor.psi.warn > monitor.psi.alert:
+        problems.append(
+            (("monitor", "psi", "warn"), f"`warn` {monitor.psi.warn} is greater than `alert` {monitor.psi.alert}", 0)
+        )
+    for outcome, (low, high) in monitor.rates.items():
+        path: tuple[str | int, ...] = ("monitor", "rates", outcome)
+        if outcome not in outcomes:
+            problems.append((path, f"outcome `{outcome}` is not in `outcomes` ({', '.join(outcomes)})", 0))
+        if low > high:
+            problems.append((path, f"the range of `{outcome}` runs from {low} down to {high}: write [low, high]", 0))
+    mismatches = [] if reference is None else check_reference(reference, fields)
+    if mismatches:
+        message = f"the reference does not fit this policy's inputs: {'; '.join(mismatches)}"
+        problems.append((("monitor", "reference"), f"{message}; rebuild it with `guardrails profile`", 0))
+
+
+def _monitor_config(spec: PolicySpec, reference: Reference | None, reference_file: str) -> MonitorConfig | None:
+    if spec.monitor is None or reference is None:
+        return None
+    return MonitorConfig(
+        policy=spec.policy,
+        spec=spec.monitor,
+        reference=reference,
+        reference_file=reference_file,
+        reference_hash=reference_hash(reference),
+        outcomes=tuple(spec.outcomes),
+    )
 
 
 def _check_outcomes(spec: PolicySpec, problems: list[Problem]) -> tuple[str, ...]:

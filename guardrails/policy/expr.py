@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -209,8 +210,13 @@ def parse_condition(text: str, names: Mapping[str, NameType]) -> Expr:
 
 def parse_expression(text: str, names: Mapping[str, NameType]) -> Expr:
     """Parse and type-check `text` as an expression of any kind over `names`."""
-    tree = _parse_checked(text)
-    result = _Typer(names).visit(tree.body)
+    flat = text.replace("\r", " ").replace("\n", " ")  # a YAML block scalar keeps its line breaks
+    leading = len(flat) - len(flat.lstrip())
+    try:
+        tree = _parse_checked(flat.strip())
+        result = _Typer(names).visit(tree.body)
+    except ExpressionError as exc:
+        raise ExpressionError(exc.message, exc.col + leading) from None
     if isinstance(result, ListLiteral):
         raise ExpressionError("a list can only stand on the right of `in` or `not in`")
     return result
@@ -242,11 +248,13 @@ def _parse_checked(text: str) -> ast.Expression:
         raise ExpressionError("expression is empty")
     _check_bracket_depth(text)
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. an invalid escape: refused everywhere, not only under -W error
+            tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         col = max((exc.offset or 1) - 1, 0)
         raise ExpressionError(f"syntax error: {exc.msg}", col) from None
-    except (MemoryError, RecursionError, ValueError) as exc:
+    except (MemoryError, RecursionError, ValueError, Warning) as exc:
         raise ExpressionError(f"expression cannot be parsed: {type(exc).__name__}") from None
     _check_nodes(tree)
     return tree
@@ -351,6 +359,8 @@ class _Typer:
         kinds: set[Kind] = set()
         for element in node.elts:
             item = self.expr(element)
+            if isinstance(item, Neg) and isinstance(item.operand, Const) and item.operand.kind == "num":
+                item = Const("num", -float(item.operand.value))  # `-1` parses as minus applied to 1
             if not isinstance(item, Const):
                 raise ExpressionError("list items must be literal values", _col(element))
             values.append(item.value)
@@ -446,7 +456,8 @@ class _Typer:
         low, high = FUNCTION_ARITY[func]
         if not low <= len(node.args) <= high:
             wanted = str(low) if low == high else f"{low} to {high}"
-            raise ExpressionError(f"`{func}` takes {wanted} arguments, got {len(node.args)}", _col(node))
+            noun = "argument" if wanted == "1" else "arguments"
+            raise ExpressionError(f"`{func}` takes {wanted} {noun}, got {len(node.args)}", _col(node))
         if func == "is_missing":
             return IsMissing("bool", self.expr(node.args[0]))
         if func == "len":

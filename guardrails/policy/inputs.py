@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -23,6 +23,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT_MAX = sys.float_info.max
 _PYTHON_TYPE: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
 _TYPE_WORD = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+NESTED_TOO_DEEPLY = "JSON is nested too deeply"
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -69,7 +70,7 @@ class InputSchema:
             kw_only=True,
         )
         self._decoder = msgspec.json.Decoder(self._struct)
-        self._post_checks = tuple((f.name, _passes(f)) for f in fields if _needs_post_check(f))
+        self._post_checked = tuple(f for f in fields if _needs_post_check(f))
         self._int_fields = tuple(f.name for f in fields if f.type == "int")
         self._nan_when_missing = tuple(f.name for f in fields if f.type == "float" and f.optional)
 
@@ -82,9 +83,13 @@ class InputSchema:
                 raw = msgspec.json.decode(body)
             except msgspec.DecodeError as exc:
                 raise MalformedBody(str(exc)) from None
+            except RecursionError:
+                raise MalformedBody(NESTED_TOO_DEEPLY) from None
             return self._slow_path(raw)
         except msgspec.DecodeError as exc:
             raise MalformedBody(str(exc)) from None
+        except RecursionError:  # msgspec's depth limit is the interpreter's, and not a DecodeError
+            raise MalformedBody(NESTED_TOO_DEEPLY) from None
         return values if self._passes_post_checks(values) else self.check_all(values)
 
     def from_mapping(self, raw: Any) -> dict[str, Any] | list[FieldError]:
@@ -118,10 +123,9 @@ class InputSchema:
         return env
 
     def _passes_post_checks(self, values: Mapping[str, Any]) -> bool:
-        # Runs on every valid request: a loop over precompiled checks, no generator, no messages.
-        for name, passes in self._post_checks:
-            value = values[name]
-            if value is not None and not passes(value):
+        for f in self._post_checked:  # runs on every valid request: a plain loop, no generator
+            value = values[f.name]
+            if value is not None and _field_errors(f, value):
                 return False
         return True
 
@@ -160,6 +164,10 @@ def _annotated_type(f: InputField) -> Any:
         low = INT64_MIN if f.min is None else max(math.ceil(f.min), INT64_MIN)
         high = INT64_MAX if f.max is None else min(math.floor(f.max), INT64_MAX)
         return Annotated[int, msgspec.Meta(ge=low, le=high)]
+    if _float_checked_by_struct(f):  # always bounded, so that the struct refuses NaN and infinity too
+        return Annotated[
+            float, msgspec.Meta(ge=-FLOAT_MAX if f.min is None else f.min, le=FLOAT_MAX if f.max is None else f.max)
+        ]
     if f.type == "float" and (f.min is not None or f.max is not None):
         return Annotated[float, msgspec.Meta(ge=f.min, le=f.max)]
     if f.type == "str" and f.max_length is not None:
@@ -169,30 +177,24 @@ def _annotated_type(f: InputField) -> Any:
 
 def _needs_post_check(f: InputField) -> bool:
     """Constraints the one-pass struct does not express fully: rechecked in Python."""
-    if f.type == "float":
-        return True  # NaN and infinity can arrive from YAML or Python callers
+    if f.type == "float":  # NaN and infinity can arrive from YAML or Python callers
+        return not _float_checked_by_struct(f)
     literal = f.allowed is not None and f.type in ("str", "int")
     if literal and (f.min is not None or f.max is not None or f.max_length is not None):
         return True
     return f.allowed is not None and not literal
 
 
-def _passes(f: InputField) -> Callable[[Any], bool]:
-    """`not _field_errors(f, value)`, fast for the common case: a float with at most a range."""
+def _float_checked_by_struct(f: InputField) -> bool:
+    """A float input whose every check the struct makes exactly as `_field_errors` would, once its
+    bounds default to +-FLOAT_MAX: no `in` list, bounds that are finite floats (msgspec compares
+    with a bound as a float, so an integer bound past 2**53 would be rounded), and a default that
+    passes the checks (msgspec does not check defaults). Such an input needs no check after."""
     if f.type != "float" or f.allowed is not None:
-        return lambda value: not _field_errors(f, value)
-    low = -math.inf if f.min is None else f.min
-    high = math.inf if f.max is None else f.max
-    isfinite = math.isfinite
-
-    def passes(value: Any) -> bool:
-        # The tests of `_has_type` and then of min and max; a finite value is never NaN, so
-        # `low <= value` is exactly `not value < f.min`.
-        if isinstance(value, float):
-            return isfinite(value) and low <= value <= high
-        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-    return passes
+        return False
+    if f.default is not None and _field_errors(f, f.default):
+        return False
+    return all(b is None or (-FLOAT_MAX <= b <= FLOAT_MAX and float(b) == b) for b in (f.min, f.max))
 
 
 def _field_errors(f: InputField, value: Any) -> list[FieldError]:
@@ -214,7 +216,8 @@ def _field_errors(f: InputField, value: Any) -> list[FieldError]:
 
 
 def _type_message(f: InputField, value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):  # an integer too large for the type
+    too_large = f.type in ("int", "float") and isinstance(value, int) and not isinstance(value, bool)
+    if too_large:  # an integer that is the right kind of thing, only too large for the type
         size = "64 bits" if f.type == "int" else "a 64-bit float"
         return f"`{f.name}` must fit in {size}, got an integer of {value.bit_length()} bits"
     if isinstance(value, float) and f.type == "float":  # NaN or infinity

@@ -1,6 +1,7 @@
 """Load policy files: read the YAML, check its shape, compile it; report every problem at once.
 
-This is the policy package's edge: it reads files. Everything it calls is pure.
+This is the policy package's edge: it reads files (the policy, and the reference its
+`monitor:` section names, relative to the policy's folder). Everything it calls is pure.
 """
 
 from __future__ import annotations
@@ -10,23 +11,58 @@ from pathlib import Path
 from typing import Any
 
 from guardrails.errors import PolicyError, Problem
+from guardrails.monitor.reference import Reference, decode_reference
 from guardrails.policy.compile import CompiledPolicy, compile_policy
 from guardrails.policy.source import MAX_FILE_BYTES, Source, read_source
-from guardrails.policy.spec import to_spec
+from guardrails.policy.spec import MonitorSpec, to_spec
 
 POLICY_SUFFIXES = (".yaml", ".yml")
+MAX_REFERENCE_BYTES = 4 * 1024 * 1024
 
 
-def load_policy_text(text: str, file: str = "<policy>") -> CompiledPolicy:
-    """Compile one policy from its YAML text; raise PolicyError listing every problem."""
+def load_policy_text(
+    text: str, file: str = "<policy>", folder: str | Path | None = None, *, monitor: bool = True
+) -> CompiledPolicy:
+    """Compile one policy from its YAML text; raise PolicyError listing every problem.
+
+    The `monitor:` reference is read from `folder`, by default the folder of `file`. A `file`
+    in angle brackets (`<policy>`, `<audit log>`) names no file: with no `folder` either, or
+    with `monitor=False`, the `monitor:` section is checked but not loaded (`monitor` is None).
+    """
     source = read_source(text, file)
     spec, shape_problems = to_spec(source.data)
     if spec is None:
         raise PolicyError([source.problem(path, message, at_key=at_key) for path, message, at_key in shape_problems])
-    compiled, problems = compile_policy(spec, source.data, text, file)
-    if compiled is None:
+    if folder is None and not file.startswith("<"):
+        folder = Path(file).parent
+    reference, reference_file, problem = None, "", None
+    if spec.monitor is not None and folder is not None and monitor:
+        reference, reference_file, problem = _read_reference(spec.monitor, Path(folder))
+    compiled, problems = compile_policy(spec, source.data, text, file, reference, reference_file)
+    if problem is not None:
+        problems.append((("monitor", "reference"), problem, 0))
+    if compiled is None or problems:
         raise PolicyError([_locate(source, path, message, col) for path, message, col in problems])
     return compiled
+
+
+def _read_reference(monitor: MonitorSpec, folder: Path) -> tuple[Reference | None, str, str | None]:
+    """(the reference, its path, None) or (None, its path, why it cannot be used)."""
+    path = folder / monitor.reference
+    name = f"reference `{monitor.reference}`"
+    try:
+        size = path.stat().st_size
+        if size > MAX_REFERENCE_BYTES:
+            return None, str(path), f"{name} is {size} bytes; the limit is {MAX_REFERENCE_BYTES}"
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, str(path), f"{name} not found in {folder}; build it with `guardrails profile`"
+    except OSError as exc:
+        return None, str(path), f"{name} cannot be read: {exc.strerror or exc}"
+    reference = decode_reference(data)
+    if isinstance(reference, str):
+        return None, str(path), f"{name} is not usable: {reference}"
+    return reference, str(path), None
 
 
 def _locate(source: Source, path: tuple[str | int, ...], message: str, col: int) -> Problem:
@@ -73,8 +109,8 @@ def _nonblank_positions(text: str, start: tuple[int, int]) -> Iterator[tuple[int
         i = 0
 
 
-def load_policy_file(path: str | Path) -> CompiledPolicy:
-    """Compile the policy in file `path`."""
+def load_policy_file(path: str | Path, *, monitor: bool = True) -> CompiledPolicy:
+    """Compile the policy in file `path` (with `monitor=False`, without reading its reference)."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -83,7 +119,7 @@ def load_policy_file(path: str | Path) -> CompiledPolicy:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError([Problem(str(path), 1, 1, f"cannot read: {exc}")]) from None
-    return load_policy_text(text, str(path))
+    return load_policy_text(text, str(path), monitor=monitor)
 
 
 def policy_files(paths: Iterable[str | Path]) -> list[Path]:

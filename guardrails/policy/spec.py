@@ -102,8 +102,26 @@ class PolicyTestSpec(Spec, frozen=True, forbid_unknown_fields=True, kw_only=True
     expect: ExpectSpec
 
 
+class PsiBandsSpec(Spec, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    warn: Annotated[float, Meta(gt=0)] = 0.1
+    alert: Annotated[float, Meta(gt=0)] = 0.25
+
+
+Share = Annotated[float, Meta(ge=0, le=1)]
+
+
+class MonitorSpec(Spec, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    reference: Annotated[str, Meta(min_length=1)]  # a JSON file, relative to the policy file
+    window: Annotated[int, Meta(ge=100, le=1_000_000)] = 2000
+    psi: PsiBandsSpec = PsiBandsSpec()
+    rates: dict[str, tuple[Share, Share]] = {}
+    fallback_rate_max: Share | None = None
+    on_alert: Literal["flag", "fallback"] = "flag"
+
+
 class PolicySpec(Spec, frozen=True, forbid_unknown_fields=True, kw_only=True):
     policy: PolicyName
+    shadow_of: PolicyName | None = None
     version: str | None = None
     owner: Label
     description: str = ""
@@ -116,6 +134,7 @@ class PolicySpec(Spec, frozen=True, forbid_unknown_fields=True, kw_only=True):
     rules: list[RuleSpec] = []
     outcomes: Annotated[list[Label], Meta(min_length=1)]
     fallback: FallbackSpec
+    monitor: MonitorSpec | None = None
     tests: list[PolicyTestSpec] = []
 
 
