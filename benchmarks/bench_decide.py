@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import zen
     except ImportError:
-        print("zen-engine is not installed: pip install -e '.[bench]'", file=sys.stderr)
+        print("zen-engine is not installed: pip install -e '.[dev]'", file=sys.stderr)
         return 2
     cpu = pin_one_cpu()
     policy = load_policy_file(POLICY_FILE)

@@ -28,6 +28,7 @@ Cause = Literal[
     "upstream_unavailable",
     "output_invalid",
     "internal_error",
+    "score_drift",
 ]
 CAUSES: tuple[Cause, ...] = (
     "input_invalid",
@@ -36,6 +37,7 @@ CAUSES: tuple[Cause, ...] = (
     "upstream_unavailable",
     "output_invalid",
     "internal_error",
+    "score_drift",
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from guardrails.monitor.window import Window
 from guardrails.policy.compile import CompiledPolicy
 from guardrails.upstream.caller import Upstream
 
@@ -14,6 +15,7 @@ class LivePolicy:
     policy: CompiledPolicy
     upstream: Upstream
     loaded_at: str
+    monitor: Window | None = None  # the drift window, when the policy has `monitor:`
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,12 @@ from guardrails.policy.inputs import FieldError
 from guardrails.upstream.breaker import STATE_VALUES, State
 
 if TYPE_CHECKING:
+    from guardrails.monitor.report import MonitorReport
     from guardrails.registry import ReloadReport
+
 from guardrails.upstream.caller import UpstreamResult
 
+_STATUS_VALUES = {"ok": 0, "warn": 1, "alert": 2}
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -73,6 +76,24 @@ class Metrics:
             ["policy"],
             registry=r,
         )
+        self.monitor_status = Gauge(
+            "guardrails_monitor_status", "Drift monitor status: 0 ok, 1 warn, 2 alert", ["policy"], registry=r
+        )
+        self.monitor_psi = Gauge(
+            "guardrails_monitor_psi", "PSI of an input (or `score`) over the window", ["policy", "value"], registry=r
+        )
+        self.monitor_missing = Gauge(
+            "guardrails_monitor_missing_rate", "Share of the window missing an input", ["policy", "value"], registry=r
+        )
+        self.monitor_outcome_rate = Gauge(
+            "guardrails_monitor_outcome_rate",
+            "Share of each outcome over the window",
+            ["policy", "outcome"],
+            registry=r,
+        )
+        self.monitor_fallback_rate = Gauge(
+            "guardrails_monitor_fallback_rate", "Share of fallbacks over the window", ["policy"], registry=r
+        )
         self.circuit_state = Gauge(
             "guardrails_circuit_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["policy"], registry=r
         )
@@ -85,6 +106,18 @@ class Metrics:
 
     def record_shadow(self, live: str, shadow: str, live_outcome: str, shadow_outcome: str) -> None:
         self.shadow_decisions.labels(live, shadow, live_outcome, shadow_outcome).inc()
+
+    def record_monitor(self, report: MonitorReport) -> None:
+        policy = report.policy
+        self.monitor_status.labels(policy).set(_STATUS_VALUES[report.status])
+        for name, drift in report.inputs.items():
+            self.monitor_psi.labels(policy, name).set(drift.psi)
+            self.monitor_missing.labels(policy, name).set(drift.missing_rate)
+        if report.score is not None:
+            self.monitor_psi.labels(policy, "score").set(report.score.psi)
+        for outcome, rate in report.outcomes.items():
+            self.monitor_outcome_rate.labels(policy, outcome).set(rate.rate)
+        self.monitor_fallback_rate.labels(policy).set(report.fallback_rate)
 
     def record_decision(self, decision: Decision) -> None:
         policy = decision.policy

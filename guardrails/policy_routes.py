@@ -18,9 +18,10 @@ from guardrails.auth import Guard
 from guardrails.envelope import ErrorBody
 from guardrails.live import LivePolicy
 from guardrails.metrics import Metrics
+from guardrails.monitor.report import MonitorReport
 from guardrails.registry import PolicyRegistry, PolicyVersion, ReloadReport
 
-log = logging.getLogger("guardrails.reload")
+log = logging.getLogger("guardrails.policies")
 JSON = "application/json"
 RETIRED_GRACE_S = 60.0  # an upstream replaced by a reload is closed this long after, when nothing uses it
 
@@ -99,6 +100,22 @@ def policy_routes(registry: PolicyRegistry, metrics: Metrics, admin: Guard) -> l
         history = registry.versions.get(name)
         return _not_found(name) if history is None else Response(VersionList(name, list(history)))
 
+    @get(
+        "/v1/policies/{name:str}/monitor",
+        summary="Drift and rates of the policy's last decisions against its reference",
+        responses={404: ResponseSpec(ErrorBody)},
+    )
+    async def monitor(name: FromPath[str]) -> Response[MonitorReport]:
+        live = registry.served.live.get(name)
+        if live is None:
+            return _not_found(name)
+        if live.monitor is None:
+            body = msgspec.json.encode(ErrorBody("no_monitor", f"policy {name!r} has no `monitor:` section"))
+            return Response(body, status_code=404, media_type=JSON)  # type: ignore[arg-type]
+        report = live.monitor.report()
+        metrics.record_monitor(report)
+        return Response(report)
+
     @post(
         "/v1/policies/reload",
         summary="Reload the policy folder now",
@@ -114,7 +131,7 @@ def policy_routes(registry: PolicyRegistry, metrics: Metrics, admin: Guard) -> l
         metrics.record_reload(report)
         return report
 
-    return [list_policies, one_policy, versions, reload]
+    return [list_policies, one_policy, versions, monitor, reload]
 
 
 @contextlib.asynccontextmanager
@@ -130,6 +147,43 @@ async def watching(registry: PolicyRegistry, metrics: Metrics, interval_s: float
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def monitoring(registry: PolicyRegistry, metrics: Metrics, interval_s: float = 5.0) -> AsyncIterator[None]:
+    """While the app runs, judge every drift window every `interval_s`: gauges, and a log line per status change."""
+    task = asyncio.create_task(_judge_windows(registry, metrics, interval_s), name="guardrails-monitor")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _judge_windows(registry: PolicyRegistry, metrics: Metrics, interval_s: float) -> None:
+    last: dict[str, str] = {}
+    while True:
+        await asyncio.sleep(interval_s)
+        for name, live in registry.served.live.items():
+            if live.monitor is None:
+                continue
+            try:
+                report = live.monitor.report()
+            except Exception:  # a monitor must never take the server down
+                log.exception("drift monitor failed", extra={"policy": name})
+                continue
+            metrics.record_monitor(report)
+            if last.get(name, "ok") != report.status:
+                level = logging.WARNING if report.status != "ok" else logging.INFO
+                extra = {
+                    "policy": name,
+                    "status": report.status,
+                    "was": last.get(name, "ok"),
+                    "reasons": report.reasons,
+                }
+                log.log(level, "monitor status changed", extra=extra)
+            last[name] = report.status
 
 
 async def _watch(registry: PolicyRegistry, metrics: Metrics, interval_s: float) -> None:

@@ -28,6 +28,7 @@ import msgspec
 
 from guardrails.errors import PolicyError
 from guardrails.live import LivePolicy, Served
+from guardrails.monitor.window import Window
 from guardrails.policy.cases import run_cases
 from guardrails.policy.compile import CompiledPolicy
 from guardrails.policy.load import load_policy_text, policy_files
@@ -197,7 +198,7 @@ class PolicyRegistry:
             if old is not None:
                 self.retired.append(old.upstream)
         self.on_new_version(policy)
-        return LivePolicy(policy, upstream, now)
+        return LivePolicy(policy, upstream, now, _window(policy, old))
 
     def _install(self, policies: Mapping[str, LivePolicy], now: str) -> None:
         live = {name: p for name, p in policies.items() if p.policy.shadow_of is None}
@@ -218,6 +219,18 @@ class PolicyRegistry:
                 history.append(PolicyVersion(p.policy.version_id, p.policy.version, p.loaded_at))
         # One assignment: a request reads either the old set or the new one, never a mix.
         self.served = Served(live, {name: tuple(group) for name, group in shadows.items()})
+
+
+def _window(policy: CompiledPolicy, old: LivePolicy | None) -> Window | None:
+    """The drift window: kept across a reload that leaves the monitor and its reference as they were."""
+    config = policy.monitor
+    if config is None:
+        return None
+    if old is not None and old.monitor is not None and old.policy.monitor is not None:
+        same = old.policy.monitor.reference_hash == config.reference_hash and old.policy.monitor.spec == config.spec
+        if same and old.policy.outcomes == policy.outcomes:
+            return old.monitor
+    return Window(config)
 
 
 def _now() -> str:

@@ -32,7 +32,7 @@ from guardrails.envelope import BatchEnvelope, DecisionEnvelope, ErrorBody, Inpu
 from guardrails.ids import DecisionIds
 from guardrails.live import LivePolicy
 from guardrails.metrics import CONTENT_TYPE, Metrics
-from guardrails.policy_routes import close_all, policy_routes, watching
+from guardrails.policy_routes import close_all, monitoring, policy_routes, watching
 from guardrails.registry import PolicyRegistry
 from guardrails.service import Answer, DecisionService
 from guardrails.upstream.breaker import STATE_VALUES
@@ -140,7 +140,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with watching(registry, metrics, settings.reload_interval_s):
+        async with watching(registry, metrics, settings.reload_interval_s), monitoring(registry, metrics):
             yield
         await close_all(app, registry)
         store.close()

@@ -9,6 +9,7 @@ traceback here and never sent to the caller. Nothing here knows about HTTP frame
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -133,8 +134,11 @@ class DecisionService:
         except Exception:
             log.exception("internal error deciding %s for policy %s", decision_id, policy.name)
             decision = fallback(policy, "internal_error", "an internal error occurred; see the server log")
-        latency_ms = (self.clock() - started) * 1000
         item = _Item(decision_id, decision, model, raw_output, row, validated if isinstance(validated, dict) else None)
+        if live.monitor is not None:
+            item = _watched(live, item)
+        decision = item.decision
+        latency_ms = (self.clock() - started) * 1000
         if self.recorder is not None:
             raw = item.values if item.values is not None else _raw_object(body)
             records = [self._record(policy, item, "decide", raw, latency_ms, request_id)]
@@ -259,6 +263,8 @@ class DecisionService:
             log.exception("internal error deciding a batch for policy %s", policy.name)
             internal = fallback(policy, "internal_error", "an internal error occurred; see the server log")
             items = [_Item(i, internal, ModelCall("skipped"), None, None, None) for i in ids]
+        if live.monitor is not None:
+            items = [_watched(live, item) for item in items]
         latency_ms = (self.clock() - started) * 1000
         if self.recorder is not None:
             records = [
@@ -417,6 +423,20 @@ class DecisionService:
                     "reasons": decision.reasons,
                 },
             )
+
+
+def _watched(live: LivePolicy, item: _Item) -> _Item:
+    """Count the decision in the policy's drift window; with `on_alert: fallback`, fall back while the score drifts."""
+    window, config = live.monitor, live.policy.monitor
+    assert window is not None and config is not None
+    decision = item.decision
+    score = decision.score  # a score_drift fallback still shows the window the score, to see it recover
+    if decision.fallback is None and config.spec.on_alert == "fallback" and window.score_in_alert():
+        detail = f"the score distribution is in alert: see /v1/policies/{live.policy.name}/monitor"
+        decision = fallback(live.policy, "score_drift", detail)
+        item = dataclasses.replace(item, decision=decision)
+    window.observe(item.values, score, decision.outcome, decision.fallback is not None)
+    return item
 
 
 def _model_call(result: UpstreamResult) -> ModelCall:

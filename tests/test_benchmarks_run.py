@@ -33,7 +33,7 @@ FIGURES = (
 
 
 def test_quick_benchmark_prints_every_figure() -> None:
-    pytest.importorskip("zen", reason="zen-engine (the `bench` extra) is not installed")
+    pytest.importorskip("zen", reason="zen-engine (in the `dev` extra) is not installed")
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_decide.py"), "--quick"],
         cwd=ROOT,
