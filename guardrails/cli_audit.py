@@ -21,12 +21,22 @@ import msgspec
 
 from guardrails.audit import render
 from guardrails.audit.explain import explain
+from guardrails.audit.outcomes import (
+    FeedbackFigures,
+    ShadowComparison,
+    compare_shadow,
+    comparison_text,
+    feedback_figures,
+    figures_text,
+)
 from guardrails.audit.query import DEFAULT_LIMIT, export_rows, make_filters, query
 from guardrails.audit.sqlite import connect
 from guardrails.audit.stats import BY_KEYS, stats
 from guardrails.audit.times import iso, parse_duration
 from guardrails.audit.verify import Checkpoint, Pruned, checkpoint, prune, read_checkpoint, verify
 from guardrails.errors import QueryError
+from guardrails.policy.compile import CompiledPolicy
+from guardrails.policy.load import load_policy_text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # the same codes as guardrails.cli
 Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
@@ -72,6 +82,9 @@ def add_audit_commands(commands: Any, default_audit: str) -> None:
     s.add_argument("--until", metavar="TIME", help=f"{TIME_HELP}; exclusive")
     s.add_argument("--interval", metavar="5m|1h|1d", help="count per interval of this length (UTC)")
     s.add_argument("--format", choices=["table", "json"], default="table")
+    s.add_argument("--compare", metavar="SHADOW", help="agreement and transitions of --policy with this shadow policy")
+    s.add_argument("--feedback", action="store_true", help="labels fed back per outcome; precision and recall")
+    s.add_argument("--positive", metavar="LABEL", help="the positive class for --feedback (default: the policy's)")
 
     export = command("export", "write full records to stdout, oldest first", _reading(_export))
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
@@ -162,6 +175,8 @@ def _show(args: argparse.Namespace, connection: sqlite3.Connection, out: TextIO,
 
 
 def _stats(args: argparse.Namespace, connection: sqlite3.Connection, out: TextIO, err: TextIO) -> int:
+    if args.compare or args.feedback:
+        return _outcome_stats(args, connection, out)
     interval = None if args.interval is None else parse_duration(args.interval, "--interval")
     filters = make_filters(now_ms=now_ms(), policy=args.policy, since=args.since, until=args.until)
     result = stats(connection, args.by, filters, interval)
@@ -170,6 +185,36 @@ def _stats(args: argparse.Namespace, connection: sqlite3.Connection, out: TextIO
     else:
         out.write(render.stats_table(result))
     return EXIT_OK
+
+
+def _outcome_stats(args: argparse.Namespace, connection: sqlite3.Connection, out: TextIO) -> int:
+    if not args.policy:
+        raise QueryError(f"{'--compare' if args.compare else '--feedback'} needs --policy (the live policy)")
+    filters = make_filters(now_ms=now_ms(), since=args.since, until=args.until)
+    result: ShadowComparison | FeedbackFigures
+    if args.compare:
+        result = compare_shadow(connection, args.policy, args.compare, filters)
+        text = comparison_text(result)
+    else:
+        policy = _latest_policy(connection, args.policy)
+        positive = args.positive or policy.scores.positive
+        if positive is None:
+            raise QueryError(
+                f"policy {args.policy!r} names no `score.positive`: say which label is positive (--positive)"
+            )
+        result = feedback_figures(connection, args.policy, policy.outcomes, positive, filters)
+        text = figures_text(result)
+    out.write(msgspec.json.encode(result).decode() + "\n" if args.format == "json" else text)
+    return EXIT_OK
+
+
+def _latest_policy(connection: sqlite3.Connection, name: str) -> CompiledPolicy:
+    row = connection.execute(
+        "SELECT source FROM policy_versions WHERE policy = ? ORDER BY first_seen_ms DESC LIMIT 1", (name,)
+    ).fetchone()
+    if row is None:
+        raise QueryError(f"no policy named {name!r} in this audit log")
+    return load_policy_text(str(row[0]), "<audit log>")
 
 
 def _export(args: argparse.Namespace, connection: sqlite3.Connection, out: TextIO, err: TextIO) -> int:

@@ -29,6 +29,7 @@ from guardrails.audit.store import AuditStore, NullAuditStore
 from guardrails.audit_routes import audit_routes
 from guardrails.auth import Guard, admin_guard, api_guards
 from guardrails.envelope import BatchEnvelope, DecisionEnvelope, ErrorBody, InputRejected
+from guardrails.feedback_routes import feedback_routes
 from guardrails.ids import DecisionIds
 from guardrails.live import LivePolicy
 from guardrails.metrics import CONTENT_TYPE, Metrics
@@ -150,6 +151,7 @@ def create_app(
             *_decision_routes(service, api_guards(settings.api_token, settings.admin_token)),
             *_operation_routes(registry, metrics, store),
             *policy_routes(registry, metrics, admin),
+            *feedback_routes(store, api_guards(settings.api_token, settings.admin_token), wall_ms),
             *audit_routes(store, admin, wall_ms),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},

@@ -71,6 +71,13 @@ CREATE INDEX IF NOT EXISTS decision_reasons_seq ON decision_reasons (seq);
 CREATE TABLE IF NOT EXISTS decision_rules (seq INTEGER NOT NULL, rule TEXT NOT NULL, mode TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS decision_rules_rule ON decision_rules (rule, seq);
 CREATE INDEX IF NOT EXISTS decision_rules_seq ON decision_rules (seq);
+CREATE TABLE IF NOT EXISTS feedback (
+    seq INTEGER PRIMARY KEY,
+    decision_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_decision ON feedback (decision_id, seq);
 CREATE TABLE IF NOT EXISTS policy_versions (
     version_id TEXT PRIMARY KEY,
     policy TEXT NOT NULL,
@@ -88,6 +95,7 @@ _decode_record = msgspec.json.Decoder(AuditRecord).decode
 class _Job:
     records: Sequence[AuditRecord] = ()
     policy: tuple[str, str, str | None, str, int] | None = None
+    feedback: Sequence[tuple[str, str, int]] = ()  # (decision_id, label, ts_ms)
     done: asyncio.Future[None] | None = None
     loop: asyncio.AbstractEventLoop | None = None
     stop: bool = False
@@ -129,6 +137,31 @@ class SQLiteAuditStore:
     def add_policy(self, policy: CompiledPolicy, ts_ms: int) -> None:
         row = (policy.version_id, policy.name, policy.version, policy.source_text, ts_ms)
         self._queue.put(_Job(policy=row))
+
+    async def add_feedback(self, labels: Sequence[tuple[str, str]], ts_ms: int) -> list[str]:
+        """Store observed labels for recorded decisions, committed before returning; the unknown ids come back.
+
+        Feedback is not part of the hash chain: it is what happened after a decision, not the decision.
+        """
+        ids = sorted({decision_id for decision_id, _ in labels})
+        known = await asyncio.to_thread(self._known, ids)
+        rows = [(decision_id, label, ts_ms) for decision_id, label in labels if decision_id in known]
+        if rows:
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[None] = loop.create_future()
+            self._queue.put(_Job(feedback=rows, done=done, loop=loop))
+            await done
+        return [decision_id for decision_id in ids if decision_id not in known]
+
+    def _known(self, ids: list[str]) -> set[str]:
+        known: set[str] = set()
+        with closing(self.reader()) as connection:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT decision_id FROM decisions WHERE decision_id IN ({marks}) AND kind != 'shadow'"
+                known.update(row[0] for row in connection.execute(sql, chunk))
+        return known
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Block until everything queued so far is written (for tests, CLI tools and shutdown)."""
@@ -190,6 +223,9 @@ class SQLiteAuditStore:
             for job in jobs:
                 if job.policy is not None:
                     connection.execute("INSERT OR IGNORE INTO policy_versions VALUES (?, ?, ?, ?, ?)", job.policy)
+                if job.feedback:
+                    sql = "INSERT INTO feedback (decision_id, label, ts_ms) VALUES (?, ?, ?)"
+                    connection.executemany(sql, job.feedback)
                 for record in job.records:
                     seq += 1
                     prev = rows.add(seq, prev, record)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from guardrails.audit.record import AuditRecord
+from guardrails.errors import AuditUnavailable
 from guardrails.policy.compile import CompiledPolicy
 
 Durability = Literal["sync", "async"]
@@ -29,6 +30,10 @@ class AuditStore(Protocol):
         """Keep the policy's source text, once per version id."""
         ...
 
+    async def add_feedback(self, labels: Sequence[tuple[str, str]], ts_ms: int) -> list[str]:
+        """Store (decision_id, label) pairs; return the ids that match no recorded decision."""
+        ...
+
     def healthy(self) -> bool: ...
 
     def close(self) -> None: ...
@@ -44,6 +49,9 @@ class NullAuditStore:
 
     def add_policy(self, policy: CompiledPolicy, ts_ms: int) -> None:
         return None
+
+    async def add_feedback(self, labels: Sequence[tuple[str, str]], ts_ms: int) -> list[str]:
+        raise AuditUnavailable("auditing is off: feedback is kept in the audit log (serve without --no-audit)")
 
     def healthy(self) -> bool:
         return True
