@@ -11,21 +11,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import statistics
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import aiohttp
+import httpx
 
 from guardrails.app import build_app
+from guardrails.audit.sqlite import SQLiteAuditStore
+from guardrails.audit.verify import verify
+from guardrails.demo.applicants import draw
+from guardrails.demo.applicants import requests as applicant_requests
 from guardrails.demo.model import ModelServer
 from guardrails.policy.compile import CompiledPolicy
 from guardrails.policy.inputs import InputField
 from guardrails.runner import ServerThread
+from guardrails.server import ServerSettings
 
 CONCURRENCY = 8
 
@@ -42,9 +51,23 @@ class Tally:
     server_ms: list[float] = field(default_factory=list)
 
 
-def random_input(policy: CompiledPolicy, rng: random.Random, invalid: bool = False) -> dict[str, Any]:
-    """A plausible input: one of the policy's own test inputs, varied; `invalid` breaks a field."""
+APPLICANT_FIELDS = frozenset(("amount", "account_age_days", "income", "prior_defaults", "country", "segment", "email"))
+
+
+def random_input(
+    policy: CompiledPolicy, rng: random.Random, invalid: bool = False, applicants: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A plausible input; `invalid` breaks a field.
+
+    A policy over the credit applicants' fields gets synthetic applicants from the
+    distribution its shipped drift reference was built from (so its monitor stays quiet
+    while nothing is wrong); any other policy gets one of its own test inputs, varied.
+    """
     fields = policy.inputs.fields
+    if applicants is not None and {f.name for f in fields} == APPLICANT_FIELDS:
+        if not applicants:
+            applicants.extend(applicant_requests(draw(5000, seed=rng.randrange(2**32))))
+        return _broken(fields, applicants.pop(), rng) if invalid else applicants.pop()
     seeds = [case.input for case in policy.tests if isinstance(policy.inputs.from_mapping(case.input), dict)]
     values = dict(rng.choice(seeds)) if seeds else {f.name: _value(f, rng) for f in fields if f.required}
     for f in fields:
@@ -54,7 +77,12 @@ def random_input(policy: CompiledPolicy, rng: random.Random, invalid: bool = Fal
             values[f.name] = _value(f, rng)
         elif not f.required and rng.random() < 0.2:
             values.pop(f.name, None)
-    if invalid and fields:
+    return _broken(fields, values, rng) if invalid else values
+
+
+def _broken(fields: Sequence[InputField], values: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """`values` with one field made invalid: a wrong type, a required field left out, or a field too many."""
+    if fields:
         broken = rng.choice(list(fields))
         choice = rng.random()
         if choice < 0.4:
@@ -111,6 +139,7 @@ async def _phase(
     count: int,
     tallies: dict[str, Tally],
     rng: random.Random,
+    applicants: list[dict[str, Any]],
     invalid_share: float = 0.1,
     batch_every: int = 0,
 ) -> None:
@@ -120,10 +149,10 @@ async def _phase(
         for i in range(count):
             policy = policies[i % len(policies)]
             if batch_every and i % batch_every == 0:
-                body: dict[str, Any] = {"instances": [random_input(policy, rng) for _ in range(10)]}
+                body: dict[str, Any] = {"instances": [random_input(policy, rng, False, applicants) for _ in range(10)]}
                 url = f"{proxy}/v1/decide/{policy.name}/batch"
             else:
-                body = random_input(policy, rng, invalid=rng.random() < invalid_share)
+                body = random_input(policy, rng, rng.random() < invalid_share, applicants)
                 url = f"{proxy}/v1/decide/{policy.name}"
             tasks.append(_send(session, url, body, tallies[policy.name], gate))
         await asyncio.gather(*tasks)
@@ -131,6 +160,7 @@ async def _phase(
 
 async def _traffic(proxy: str, model: ModelServer, policies: Sequence[CompiledPolicy], out: TextIO) -> dict[str, Tally]:
     rng = random.Random(7)
+    applicants: list[dict[str, Any]] = []
     tallies = {p.name: Tally() for p in policies}
     reset_s = max(p.upstream.circuit_breaker.reset_after_s for p in policies)
     phases: list[tuple[str, str, int, dict[str, Any]]] = [
@@ -140,18 +170,24 @@ async def _traffic(proxy: str, model: ModelServer, policies: Sequence[CompiledPo
         ("the model is slower than the timeout", "slow", 30, {}),
     ]
     for title, mode, count, options in phases:
-        await _wait_closed(proxy, model, policies, reset_s, out)  # each stretch starts from a closed circuit
+        # each stretch starts from a closed circuit
+        await _wait_closed(proxy, model, policies, reset_s, out, applicants)
         model.mode = mode
         out.write(f"  {title}: {count} requests\n")
-        await _phase(proxy, policies, count, tallies, rng, **options)
-    await _wait_closed(proxy, model, policies, reset_s, out)
+        await _phase(proxy, policies, count, tallies, rng, applicants, **options)
+    await _wait_closed(proxy, model, policies, reset_s, out, applicants)
     out.write("  the model has recovered: 40 requests\n")
-    await _phase(proxy, policies, 40, tallies, rng)
+    await _phase(proxy, policies, 40, tallies, rng, applicants)
     return tallies
 
 
 async def _wait_closed(
-    proxy: str, model: ModelServer, policies: Sequence[CompiledPolicy], reset_s: float, out: TextIO
+    proxy: str,
+    model: ModelServer,
+    policies: Sequence[CompiledPolicy],
+    reset_s: float,
+    out: TextIO,
+    applicants: list[dict[str, Any]],
 ) -> None:
     """Heal the model and wait until every circuit has let its probe through and closed."""
     model.mode = "ok"
@@ -166,7 +202,7 @@ async def _wait_closed(
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             for policy in policies:
-                body = random_input(policy, rng)
+                body = random_input(policy, rng, False, applicants)
                 async with session.post(f"{proxy}/v1/decide/{policy.name}", json=body) as response:
                     await response.read()
             async with session.get(f"{proxy}/v1/policies") as response:
@@ -198,14 +234,36 @@ def summary(tallies: dict[str, Tally], out: TextIO) -> None:
 def run_demo(policies: Sequence[CompiledPolicy], out: TextIO) -> int:
     logging.getLogger("guardrails").setLevel(logging.ERROR)  # the summary tells the story; no per-fallback lines
     model = ModelServer(delay_ms=1000)
+    audit_path = Path(tempfile.mkdtemp(prefix="guardrails-demo-")) / "audit.db"
+    audit = SQLiteAuditStore(audit_path)
+    settings = ServerSettings(audit_key=secrets.token_bytes(32), reload_interval_s=None)
     with ServerThread(model) as model_thread:
         urls = {p.name: model_thread.url + urlsplit(p.upstream.url).path for p in policies}
-        app = build_app(policies, urls=urls)
+        app = build_app(policies, settings, urls=urls, audit=audit)
         with ServerThread(app) as proxy:
             out.write(f"model server on {model_thread.url}, guardrails on {proxy.url}\n")
             for policy in policies:
                 out.write(f"  {policy.name} ({policy.upstream.protocol}) -> {urls[policy.name]}\n")
             tallies = asyncio.run(_traffic(proxy.url, model, policies, out))
             summary(tallies, out)
-    out.write("\nTry it yourself: guardrails serve --policies policies (then POST /v1/decide/credit-risk)\n")
-    return 0
+            monitors = _monitors(proxy.url, policies)
+    for name, status in monitors.items():
+        out.write(f"\n{name} drift monitor: {status}")
+    report = verify(audit_path)
+    chain = "the hash chain verifies" if report.ok else f"the chain does NOT verify: {report.verdict.problem}"
+    out.write(f"\n\naudit log: {report.verdict.count} records in {audit_path}; {chain}\n")
+    out.write(f"  try: guardrails audit query --audit {audit_path} --fallback any --limit 5\n")
+    out.write(f"       guardrails audit stats --audit {audit_path} --by fallback\n")
+    out.write("\nServe it yourself: guardrails serve --policies policies (then POST /v1/decide/credit-risk)\n")
+    return 0 if report.ok else 1
+
+
+def _monitors(proxy: str, policies: Sequence[CompiledPolicy]) -> dict[str, str]:
+    """Each monitored policy's drift status and reasons, as the API reports them."""
+    found: dict[str, str] = {}
+    for policy in policies:
+        if policy.monitor is None:
+            continue
+        report = httpx.get(f"{proxy}/v1/policies/{policy.name}/monitor", timeout=10).json()
+        found[policy.name] = f"{report['status']} ({'; '.join(report['reasons']) or 'no drift'})"
+    return found

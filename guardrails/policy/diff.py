@@ -4,7 +4,8 @@ Both files are compared as compiled policies, so formatting, comments, quoting a
 order do not count. Expressions are compared by their parsed form (`ast.dump`, with integer
 literals as floats, since every number is a float), so `score>=0.85` equals
 `score >= 0.85`. Rules are matched by name; thresholds, which have no names, by what they
-are (their `when`, outcome and reason), then by outcome and reason, then by `when`.
+are (their `when`, outcome and reason), then by outcome and reason, then by `when`. The
+`monitor:` section counts too, with its reference file's content (by hash).
 Owner, description, the version label and the tests change no decision: they are listed
 apart, as metadata.
 
@@ -85,7 +86,24 @@ def _settings(old: CompiledPolicy, new: CompiledPolicy) -> list[Change]:
         *_each_changed("score", dataclasses.asdict(old.scores), dataclasses.asdict(new.scores)),
         *_each_changed("policy", _policy_settings(old), _policy_settings(new)),
         *_each_changed("upstream", upstream_old, upstream_new),
+        *_monitor_changes(_monitor(old), _monitor(new)),
     ]
+
+
+def _monitor(policy: CompiledPolicy) -> dict[str, Any] | None:
+    """The `monitor:` section, with the hash of the reference's content (its file name alone says little)."""
+    monitor = getattr(policy, "monitor", None)
+    if monitor is None:
+        return None
+    return {**_flat(msgspec.to_builtins(monitor.spec)), "reference content": monitor.reference_hash}
+
+
+def _monitor_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Change]:
+    if old is None and new is not None:
+        return [Change("monitor", "added", "", _added(new))]
+    if old is not None and new is None:
+        return [Change("monitor", "removed", "", _removed(old))]
+    return _each_changed("monitor", old or {}, new or {})
 
 
 def _policy_settings(policy: CompiledPolicy) -> dict[str, Any]:
@@ -373,6 +391,6 @@ def _show(key: str, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return "[" + ", ".join(_show("", v) for v in value) + "]"
     return str(value)

@@ -14,12 +14,14 @@ import csv
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
+
+from guardrails.demo.applicants import COUNTRIES, SEGMENTS, Draw, draw, values
+
+__all__ = ["COUNTRIES", "SEGMENTS", "Draw", "draw", "values", "shifted", "constant_score", "write_csv"]
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "policies" / "credit-risk.yaml"
@@ -27,58 +29,6 @@ REFERENCE = ROOT / "policies" / "credit-risk.reference.json"
 REFERENCE_ROWS = 20_000
 REFERENCE_SEED = 20261121
 SCORE_COLUMN = "p_bad"
-
-COUNTRIES = ("US", "CA", "GB", "DE", "FR", "KP")
-COUNTRY_SHARE = (0.45, 0.15, 0.15, 0.12, 0.12, 0.01)
-SEGMENTS = ("standard", "vip")
-
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
-
-
-@dataclass(frozen=True, slots=True)
-class Draw:
-    amount: Floats
-    account_age_days: Ints
-    income: Floats
-    prior_defaults: Ints  # -1: not sent (default 0)
-    country: Ints  # index into COUNTRIES
-    segment: Ints  # index into SEGMENTS; -1: not sent (default standard)
-    email: Ints  # -1: not sent (missing)
-    p_bad: Floats
-
-    @property
-    def rows(self) -> int:
-        return len(self.amount)
-
-
-def draw(rows: int, seed: int) -> Draw:
-    """`rows` applicants and the model's p(bad) for each."""
-    rng = np.random.default_rng(seed)
-    new = rng.random(rows) < 0.15
-    age = np.where(new, rng.integers(0, 90, rows), rng.integers(90, 3650, rows))
-    amount = np.clip(np.round(rng.lognormal(8.5, 1.2, rows), 2), 1.0, 1_000_000.0)
-    income = np.round(rng.lognormal(10.8, 0.5, rows), 2)
-    prior = rng.poisson(0.3, rows)
-    vip = rng.random(rows) < 0.08
-    z = (
-        -2.0
-        + 0.8 * prior
-        - 1.2 * (np.log(income) - 10.8)
-        + 0.35 * (np.log(amount) - 8.5)
-        + 0.6 * new
-        + rng.normal(0.0, 1.8, rows)
-    )
-    return Draw(
-        amount=amount,
-        account_age_days=age,
-        income=income,
-        prior_defaults=np.where(rng.random(rows) < 0.4, -1, prior),
-        country=rng.choice(len(COUNTRIES), rows, p=COUNTRY_SHARE),
-        segment=np.where(vip, 1, np.where(rng.random(rows) < 0.5, -1, 0)),
-        email=np.where(rng.random(rows) < 0.4, rng.integers(0, 100_000, rows), -1),
-        p_bad=np.round(1.0 / (1.0 + np.exp(-z)), 6),
-    )
 
 
 def shifted(d: Draw, column: str, sds: float = 1.0) -> Draw:
@@ -93,24 +43,6 @@ def shifted(d: Draw, column: str, sds: float = 1.0) -> Draw:
 def constant_score(d: Draw, value: float = 0.3) -> Draw:
     """The model returning the same score for everyone."""
     return replace(d, p_bad=np.full(d.rows, value))
-
-
-def values(d: Draw) -> list[dict[str, Any]]:
-    """Each row as the policy's validated input: every input present, defaults applied."""
-    amount, age, income = d.amount.tolist(), d.account_age_days.tolist(), d.income.tolist()
-    prior, country, segment, email = d.prior_defaults.tolist(), d.country.tolist(), d.segment.tolist(), d.email.tolist()
-    return [
-        {
-            "amount": amount[i],
-            "account_age_days": age[i],
-            "income": income[i],
-            "prior_defaults": max(prior[i], 0),
-            "country": COUNTRIES[country[i]],
-            "segment": SEGMENTS[max(segment[i], 0)],
-            "email": None if email[i] < 0 else f"user{email[i]}@example.com",
-        }
-        for i in range(d.rows)
-    ]
 
 
 def write_csv(path: Path, d: Draw) -> None:

@@ -303,3 +303,23 @@ def test_diff_of_a_policy_with_itself_is_empty() -> None:
     policy = load_policy_text(LOANS)
     result = diff_policies(policy, policy)
     assert result.same_meaning and result.changes == [] and result.metadata == []
+
+
+def test_the_monitor_section_is_compared(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "policies"
+    text = (shipped / "credit-risk.yaml").read_text()
+    reference = (shipped / "credit-risk.reference.json").read_bytes()
+    (tmp_path / "credit-risk.reference.json").write_bytes(reference)
+    old, new, off = tmp_path / "old.yaml", tmp_path / "new.yaml", tmp_path / "off.yaml"
+    old.write_text(text)
+    new.write_text(edit(text, ("window: 2000", "window: 3000"), ("on_alert: flag", "on_alert: fallback")))
+    off.write_text(text.split("\nmonitor:")[0] + "\ntests:" + text.split("\ntests:")[1])
+    code, out, _ = diff(capsys, old, new)
+    assert (code, out.splitlines()[2:]) == (
+        1,
+        ["monitor:", "  ~ window 2000 -> 3000", "  ~ on_alert flag -> fallback", "2 changes in meaning"],
+    )
+    code, out, _ = diff(capsys, old, off)
+    lines = out.splitlines()[2:]
+    assert (code, lines[0], lines[-1]) == (1, "monitor:", "1 change in meaning")
+    assert lines[1].startswith("  - reference credit-risk.reference.json; window 2000; ")
