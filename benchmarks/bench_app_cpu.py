@@ -1,6 +1,6 @@
 """CPU per request of the guardrails app against the bare passthrough app, in-process, with a canned upstream.
 
-    /work/venv/bin/python benchmarks/bench_app_cpu.py [--quick] [--profile N]
+    python benchmarks/bench_app_cpu.py [--quick] [--profile N]
 
 The part of bench_proxy.py's gap that is our code, without sockets, a server or a second
 process: each app (benchmarks/apps.py's passthrough, and `create_app` serving

@@ -1,6 +1,6 @@
 """Choose the ASGI server of `guardrails serve` by measurement: the real app under each server.
 
-    /work/venv/bin/python benchmarks/bench_asgi_server.py [--quick]
+    python benchmarks/bench_asgi_server.py [--quick]
 
 The real guardrails app (`build_app` with policies/credit-risk.yaml pointed at the demo
 ModelServer in its own process; benchmarks/apps.py) under uvicorn with uvloop + httptools (what

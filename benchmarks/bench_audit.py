@@ -8,8 +8,8 @@
    take turns in each round, and a figure is the median over rounds. Target: sync keeps at
    least 75% of the throughput with audit off.
 
-    /work/venv/bin/python benchmarks/bench_audit.py           # about 2 minutes on a quiet machine
-    /work/venv/bin/python benchmarks/bench_audit.py --quick   # a smoke test, noisy figures
+    python benchmarks/bench_audit.py           # about 2 minutes on a quiet machine
+    python benchmarks/bench_audit.py --quick   # a smoke test, noisy figures
 
 Every process it starts runs in its own session and is killed when the run ends, however it ends.
 """

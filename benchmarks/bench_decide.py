@@ -1,6 +1,6 @@
 """Benchmark guardrails' decisions on policies/credit-risk.yaml against baselines measured in the same run.
 
-    /work/venv/bin/python benchmarks/bench_decide.py [--quick]
+    python benchmarks/bench_decide.py [--quick]
 
 Three figures, each beside its baseline: single decisions per second (validation, thresholds
 and rules) against hand-written plain Python; the same against zen-engine, the rules engine a

@@ -1,6 +1,6 @@
 """Choose the upstream HTTP client of the hot path by measurement: one bare passthrough app per client.
 
-    /work/venv/bin/python benchmarks/bench_http_client.py [--quick] [--raw]
+    python benchmarks/bench_http_client.py [--quick] [--raw]
 
 A bare litestar app (benchmarks/apps.py: the POST body forwarded to the upstream, its answer
 returned, no guard logic) under uvicorn with uvloop + httptools, as `guardrails serve` runs,

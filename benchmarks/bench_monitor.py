@@ -1,6 +1,6 @@
 """What monitoring costs: decisions per second with the drift window's `observe()` on versus off, in one run.
 
-    /work/venv/bin/python benchmarks/bench_monitor.py [--quick]
+    python benchmarks/bench_monitor.py [--quick]
 
 The policy is policies/credit-risk.yaml with its `monitor:` section (window 2000, the shipped
 reference). Both contenders decide the same 1,000 varied requests (benchmarks/workload.py);

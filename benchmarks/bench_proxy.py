@@ -1,6 +1,6 @@
 """The proxy benchmark: what `guardrails serve` costs over calling the model directly, in one run.
 
-    /work/venv/bin/python benchmarks/bench_proxy.py [--quick] [--client aiohttp] [--connections 32]
+    python benchmarks/bench_proxy.py [--quick] [--client aiohttp] [--connections 32]
 
 Requests/s and p50/p99 latency of the same model call made (a) directly to the upstream (the
 demo ModelServer's v2 credit endpoint), (b) through a bare litestar passthrough with no guard

@@ -1,6 +1,6 @@
 """Benchmark `guardrails replay`: recorded decisions re-decided per second, reading SQLite included.
 
-    /work/venv/bin/python benchmarks/bench_replay.py [--quick] [--keep DIR]
+    python benchmarks/bench_replay.py [--quick] [--keep DIR]
 
 Writes 100,000 and 1,000,000 recorded decisions of a credit-risk policy into temporary audit
 logs (in the store's row format: each record built as an `AuditRecord`, encoded as the store

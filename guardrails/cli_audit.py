@@ -21,14 +21,8 @@ import msgspec
 
 from guardrails.audit import render
 from guardrails.audit.explain import explain
-from guardrails.audit.outcomes import (
-    FeedbackFigures,
-    ShadowComparison,
-    compare_shadow,
-    comparison_text,
-    feedback_figures,
-    figures_text,
-)
+from guardrails.audit.figures import FeedbackFigures, ShadowComparison, comparison_text, figures_text
+from guardrails.audit.outcomes import compare_shadow, feedback_figures
 from guardrails.audit.query import DEFAULT_LIMIT, export_rows, make_filters, query
 from guardrails.audit.sqlite import connect
 from guardrails.audit.stats import BY_KEYS, stats

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import msgspec
@@ -134,25 +135,23 @@ def policy_routes(registry: PolicyRegistry, metrics: Metrics, admin: Guard) -> l
     return [list_policies, one_policy, versions, monitor, reload]
 
 
-@contextlib.asynccontextmanager
-async def watching(registry: PolicyRegistry, metrics: Metrics, interval_s: float | None) -> AsyncIterator[None]:
+def watching(registry: PolicyRegistry, metrics: Metrics, interval_s: float | None) -> AbstractAsyncContextManager[None]:
     """While the app runs, reload the folder every `interval_s` seconds (None: never)."""
     if registry.folder is None or interval_s is None:
-        yield
-        return
-    task = asyncio.create_task(_watch(registry, metrics, interval_s), name="guardrails-policy-watcher")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        return contextlib.nullcontext()
+    return _in_background(_watch(registry, metrics, interval_s), "guardrails-policy-watcher")
+
+
+def monitoring(
+    registry: PolicyRegistry, metrics: Metrics, interval_s: float = 5.0
+) -> AbstractAsyncContextManager[None]:
+    """While the app runs, judge every drift window every `interval_s`: gauges, and a log line per status change."""
+    return _in_background(_judge_windows(registry, metrics, interval_s), "guardrails-monitor")
 
 
 @contextlib.asynccontextmanager
-async def monitoring(registry: PolicyRegistry, metrics: Metrics, interval_s: float = 5.0) -> AsyncIterator[None]:
-    """While the app runs, judge every drift window every `interval_s`: gauges, and a log line per status change."""
-    task = asyncio.create_task(_judge_windows(registry, metrics, interval_s), name="guardrails-monitor")
+async def _in_background(loop: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    task = asyncio.create_task(loop, name=name)
     try:
         yield
     finally:

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from guardrails.audit.outcomes import LATEST_LABELS
 from guardrails.audit.sqlite import closing, connect
 from guardrails.errors import GuardrailsError, PolicyError
 from guardrails.policy.compile import CompiledPolicy
@@ -79,7 +80,7 @@ def _replay(
     recorded = recorded_versions(connection, candidate.name)
     plan = make_plan(candidate, recorded)
     decoder = RecordDecoder([*plan.names, *(f.name for p in recorded.values() for f in p.inputs.fields)])
-    tally = Tally(candidate, sample)
+    tally = Tally(candidate, sample, _labels(connection, candidate.name))
     sql, params = _query(connection, candidate.name, since_ms, limit)
     with contextlib.closing(_prefetched(connection, sql, params, chunk_rows)) as chunks:
         for rows in chunks:
@@ -93,6 +94,15 @@ def _replay(
     return tally.report(
         audit=audit, since_ms=since_ms, limit=limit, decision_ids=ids, notes=_notes(candidate, recorded)
     )
+
+
+def _labels(connection: sqlite3.Connection, name: str) -> dict[int, str]:
+    """seq -> the latest label fed back, for the recorded decisions of policy `name`."""
+    sql = (
+        f"SELECT d.seq, l.label FROM decisions d JOIN ({LATEST_LABELS}) l ON l.decision_id = d.decision_id "
+        "WHERE d.policy = ? AND d.kind = 'decision'"
+    )
+    return {int(seq): str(label) for seq, label in connection.execute(sql, (name,))}
 
 
 def recorded_versions(connection: sqlite3.Connection, name: str) -> dict[str, CompiledPolicy]:

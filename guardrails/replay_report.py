@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from guardrails.audit.figures import FeedbackFigures, figures_text, label_figures
 from guardrails.decide import Decision
 from guardrails.policy.compile import CompiledPolicy
 from guardrails.replay_record import NotReplayable, RecordedRule, Rejected, Replayed
@@ -87,14 +88,24 @@ class ReplayReport(msgspec.Struct, frozen=True, kw_only=True):
     reasons: list[ReasonCount]
     changed_sample: list[ChangedDecision]
     recorded_versions: list[VersionCount]
+    feedback: FeedbackComparison | None = None  # on the replayed decisions that have a label fed back
     notes: list[str] = []
+
+
+class FeedbackComparison(msgspec.Struct, frozen=True, kw_only=True):
+    """The labelled records' figures under the recorded outcomes and under the candidate's."""
+
+    recorded: FeedbackFigures
+    candidate: FeedbackFigures
 
 
 class Tally:
     """Counts over the chunks of one replay."""
 
-    def __init__(self, candidate: CompiledPolicy, sample: int) -> None:
+    def __init__(self, candidate: CompiledPolicy, sample: int, labels: dict[int, str] | None = None) -> None:
         self.candidate = candidate
+        self.labels = labels or {}  # seq -> the latest label fed back
+        self.labelled: list[tuple[str, str, str]] = []  # (recorded outcome, candidate outcome, label)
         self.sample_size = sample
         self.to_names = (*candidate.outcomes, REJECTED)
         self.from_index: dict[str | None, int] = {}
@@ -135,8 +146,36 @@ class Tally:
         self.recorded_rules.update(map(bytes, map(attrgetter("rules"), kept)))
         self.recorded_reasons.update(map(bytes, map(attrgetter("reasons"), kept)))
         self._count_candidate(chunk)
+        if self.labels:
+            self._count_labelled(outcomes, candidate, replayed, seqs)
         if len(self.sample) < self.sample_size:
             self._take_sample(chunk, seqs, recorded, candidate, replayed)
+
+    def _count_labelled(self, outcomes: list[Any], candidate: Any, replayed: Any, seqs: Sequence[int]) -> None:
+        for i, seq in enumerate(seqs):
+            label = self.labels.get(seq)
+            if label is not None and replayed[i]:
+                self.labelled.append((str(outcomes[i]), self.to_names[int(candidate[i])], label))
+
+    def feedback(self) -> FeedbackComparison | None:
+        positive = self.candidate.scores.positive
+        if not self.labelled or positive is None:
+            return None
+        outcomes = self.candidate.outcomes
+        recorded_totals: Counter[str] = Counter()
+        candidate_totals: Counter[str] = Counter()
+        for (recorded, replayed), n in self.transitions.items():
+            recorded_totals[recorded] += n
+            candidate_totals[replayed] += n
+        name = self.candidate.name
+        return FeedbackComparison(
+            recorded=label_figures(
+                name, outcomes, positive, dict(recorded_totals), [(r, label) for r, _, label in self.labelled]
+            ),
+            candidate=label_figures(
+                name, outcomes, positive, dict(candidate_totals), [(c, label) for _, c, label in self.labelled]
+            ),
+        )
 
     def _count_not_replayable(self, chunk: ChunkReplay, replayed: Any) -> None:
         self.not_replayable += int(np.count_nonzero(~replayed))
@@ -215,6 +254,7 @@ class Tally:
             reasons=self._reason_counts(),
             changed_sample=[_changed(seq, o, r, x, decision_ids.get(seq, "?")) for seq, o, r, x in self.sample],
             recorded_versions=[VersionCount(v, n) for v, n in self.versions.most_common()],
+            feedback=self.feedback(),
             notes=notes,
         )
 
@@ -312,6 +352,13 @@ def render_text(report: ReplayReport) -> str:
                 + (f"  rules {_list(c.rules)}" if c.rules else "")
                 + (f"  fallback {c.fallback}" if c.fallback else "")
             )
+    if report.feedback is not None:
+        lines += [
+            "",
+            "outcomes fed back, under the recorded outcomes:",
+            figures_text(report.feedback.recorded).rstrip(),
+        ]
+        lines += ["under the candidate:", figures_text(report.feedback.candidate).rstrip()]
     return "\n".join(lines) + "\n"
 
 

@@ -341,6 +341,7 @@ def test_the_causes() -> None:
         "upstream_unavailable",
         "output_invalid",
         "internal_error",
+        "score_drift",
     )
 
 

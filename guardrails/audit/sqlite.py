@@ -24,14 +24,14 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from guardrails.audit.chain import GENESIS, ChainRow, chain_hash
+from guardrails.audit.chain import GENESIS, ChainRow, chain_hash, record_columns
 from guardrails.audit.record import AuditRecord, StoredRecord
 from guardrails.audit.store import Durability
 from guardrails.errors import AuditUnavailable
@@ -216,10 +216,10 @@ class SQLiteAuditStore:
 
     def _write(self, connection: sqlite3.Connection, jobs: list[_Job]) -> None:
         seq, prev = self._head_seq, self._head_hash
-        error: BaseException | None = None
         rows = _Rows()
-        try:
-            connection.execute("BEGIN IMMEDIATE")
+
+        def write() -> None:
+            nonlocal seq, prev
             for job in jobs:
                 if job.policy is not None:
                     connection.execute("INSERT OR IGNORE INTO policy_versions VALUES (?, ?, ?, ?, ?)", job.policy)
@@ -230,12 +230,8 @@ class SQLiteAuditStore:
                     seq += 1
                     prev = rows.add(seq, prev, record)
             rows.insert(connection)
-            connection.execute("COMMIT")
-        except Exception as exc:  # any failure must reach the waiting requests, never kill the writer
-            error = exc
-            if connection.in_transaction:
-                with contextlib.suppress(Exception):
-                    connection.execute("ROLLBACK")
+
+        error = _in_transaction(connection, write)
         if error is None:
             self._head_seq, self._head_hash = seq, prev
         self._note(error)
@@ -247,17 +243,12 @@ class SQLiteAuditStore:
         The row is inserted and deleted in one transaction: its page is still written to the WAL
         at commit, so a full or unwritable file fails the probe as it fails a batch.
         """
-        error: BaseException | None = None
-        try:
-            connection.execute("BEGIN IMMEDIATE")
+
+        def probe() -> None:
             connection.execute("INSERT OR REPLACE INTO meta VALUES ('write_probe', '')")
             connection.execute("DELETE FROM meta WHERE key = 'write_probe'")
-            connection.execute("COMMIT")
-        except Exception as exc:  # any failure must reach the waiting requests, never kill the writer
-            error = exc
-            if connection.in_transaction:
-                with contextlib.suppress(Exception):
-                    connection.execute("ROLLBACK")
+
+        error = _in_transaction(connection, probe)
         self._note(error)
 
     def _note(self, error: BaseException | None) -> None:
@@ -290,6 +281,20 @@ class SQLiteAuditStore:
                 "SELECT source FROM policy_versions WHERE version_id = ?", (version_id,)
             ).fetchone()
         return None if row is None else str(row[0])
+
+
+def _in_transaction(connection: sqlite3.Connection, write: Callable[[], None]) -> BaseException | None:
+    """Run `write` in one immediate transaction; the failure, if any, rolled back and returned (never raised)."""
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        write()
+        connection.execute("COMMIT")
+    except Exception as exc:  # any failure must reach the waiting requests, never kill the writer
+        if connection.in_transaction:
+            with contextlib.suppress(Exception):
+                connection.execute("ROLLBACK")
+        return exc
+    return None
 
 
 def connect(path: Path, readonly: bool = False, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
@@ -347,22 +352,7 @@ class _Rows:
         """Add `record` as number `seq` after the record hashed `prev`; its own hash."""
         record_json = _encode(record)
         hash_ = chain_hash(prev, seq, record_json)
-        self.decisions.append(
-            (
-                seq,
-                record.decision_id,
-                record.ts_ms,
-                record.policy,
-                record.policy_version,
-                record.kind,
-                record.outcome,
-                record.fallback,
-                record.request_id,
-                record_json,
-                prev,
-                hash_,
-            )
-        )
+        self.decisions.append((seq, *record_columns(record)[:8], record_json, prev, hash_))
         self.reasons += [(seq, reason) for reason in record.reasons]
         self.rules += [(seq, rule.name, rule.mode) for rule in record.rules]
         return hash_

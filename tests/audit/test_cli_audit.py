@@ -151,7 +151,7 @@ def test_bad_options_exit_2_naming_the_value(small_log: SmallLog, cli: Callable[
         (
             ("--fallback", "broken"),
             "error: --fallback: unknown cause 'broken'; use one of input_invalid, upstream_timeout, upstream_error, "
-            "upstream_unavailable, output_invalid, internal_error, or any\n",
+            "upstream_unavailable, output_invalid, internal_error, score_drift, or any\n",
         ),
         (("--limit", "0"), "error: --limit: 0 is not a number of records (1 or more)\n"),
     ]:

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from guardrails.app import build_folder_app
-from guardrails.audit.outcomes import Boundary, label_figures
+from guardrails.audit.figures import Boundary, label_figures
 from guardrails.audit.sqlite import SQLiteAuditStore
 from guardrails.demo.model import ModelServer
 from guardrails.runner import ServerThread
@@ -148,8 +148,45 @@ def test_feedback_with_auditing_off(tmp_path: Path) -> None:
     (tmp_path / REFERENCE).write_bytes((POLICIES / REFERENCE).read_bytes())
     with ServerThread(build_folder_app(tmp_path, ServerSettings(reload_interval_s=None))) as server:
         answer = httpx.post(server.url + "/v1/feedback", json={"decision_id": "x", "label": "bad"})
-    assert answer.status_code == 503
+    assert answer.status_code == 404
     assert answer.json() == {
-        "error": "audit_unavailable",
-        "detail": "auditing is off: feedback is kept in the audit log (serve without --no-audit)",
+        "error": "audit_off",
+        "detail": "auditing is off on this server: feedback is kept in the audit log",
+    }
+
+
+def test_replay_shows_the_feedback_figures_of_a_candidate(served: tuple[str, Path]) -> None:
+    url, audit_path = served
+    with httpx.Client(base_url=url, timeout=5) as client:
+        low = [decide(client, LOW) for _ in range(3)]
+        high = [decide(client, HIGH) for _ in range(2)]
+        labels = [("good", low[0]), ("bad", low[1]), ("bad", high[0]), ("bad", high[1])]
+        for label, decision in labels:
+            client.post("/v1/feedback", json={"decision_id": decision["decision_id"], "label": label})
+    candidate = audit_path.parent / "policies" / "candidate.yaml"
+    candidate.write_text(
+        CREDIT.replace("  - when: score >= 0.85\n", "  - when: score >= 0.02\n", 1).split("\ntests:")[0]
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "guardrails", "replay", str(candidate), "--audit", str(audit_path), "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    feedback = msgspec.json.decode(done.stdout)["feedback"]
+    # recorded: approve 3 (good, bad), decline 2 (bad, bad); the candidate declines all five
+    assert feedback["recorded"]["boundaries"] == [
+        {"flagged_from": "review", "precision": 1.0, "recall": 2 / 3},
+        {"flagged_from": "decline", "precision": 1.0, "recall": 2 / 3},
+    ]
+    assert feedback["candidate"]["boundaries"] == [
+        {"flagged_from": "review", "precision": 0.75, "recall": 1.0},
+        {"flagged_from": "decline", "precision": 0.75, "recall": 1.0},
+    ]
+    by_outcome = {o["outcome"]: o for o in feedback["candidate"]["outcomes"]}
+    assert by_outcome["decline"] == {
+        "outcome": "decline",
+        "decisions": 5,
+        "labelled": 4,
+        "labels": {"bad": 3, "good": 1},
     }

@@ -146,7 +146,7 @@ def test_stats(proxy: httpx.Client) -> None:
             "/v1/audit",
             {"fallback": "oops"},
             "fallback: unknown cause 'oops'; use one of input_invalid, upstream_timeout, upstream_error, "
-            "upstream_unavailable, output_invalid, internal_error, or any",
+            "upstream_unavailable, output_invalid, internal_error, score_drift, or any",
         ),
         (
             "/v1/audit/stats",

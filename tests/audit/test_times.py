@@ -74,7 +74,7 @@ def test_an_unknown_fallback_cause_lists_the_causes() -> None:
         make_filters(now_ms=NOW, fallback="timeout")
     assert str(caught.value) == (
         "--fallback: unknown cause 'timeout'; use one of input_invalid, upstream_timeout, upstream_error, "
-        "upstream_unavailable, output_invalid, internal_error, or any"
+        "upstream_unavailable, output_invalid, internal_error, score_drift, or any"
     )
 
 

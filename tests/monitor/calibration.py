@@ -1,6 +1,6 @@
 """The false-alarm simulation: many windows of unchanged credit-risk traffic, judged as the monitor judges.
 
-    /work/venv/bin/python -m tests.monitor.calibration   # the table in docs/policy-format.md (about 2 minutes)
+    python -m tests.monitor.calibration   # the table in docs/policy-format.md (about 2 minutes)
 
 Each window is a fresh draw from the generator the shipped reference was built from (other
 seeds): unchanged data. Its rows are binned with numpy by the rule the streaming window uses

@@ -1,6 +1,6 @@
 """Synthetic credit-risk data, seeded: what policies/credit-risk.reference.json was built from.
 
-    /work/venv/bin/python -m tests.monitor.credit_data   # rewrites policies/credit-risk.reference.json
+    python -m tests.monitor.credit_data   # rewrites policies/credit-risk.reference.json
 
 The same generator, with other seeds, is the "unchanged" live traffic of the false-alarm
 simulation; `shifted` variants are the drift it must catch. Columns are drawn with numpy;

@@ -20,6 +20,7 @@ OURS = (
     "guardrails.scores",
     "guardrails.errors",
     "guardrails.audit.record",
+    "guardrails.audit.figures",
     "guardrails.replay_",
 )
 FORBIDDEN = {"sqlite3", "os", "time", "datetime", "random", "socket", "threading", "subprocess"}
