@@ -128,12 +128,16 @@ async def _contenders() -> list[Contender]:
     assert status == 200, reply
     canned = CannedTransport(reply)
     guarded = create_app(ServerSettings(), live_policies([policy], transport=lambda: canned))
+    unwatched = load_policy_file(h.POLICY_FILE, monitor=False)  # the same policy, its `monitor:` off
+    unmonitored = create_app(ServerSettings(), live_policies([unwatched], transport=lambda: canned))
     bare = passthrough_app(f"http://{h.HOST}:9{h.v2_path()}", canned)
+    decide_path = f"/v1/decide/{h.POLICY_NAME}"
     return [
         Contender("passthrough", "passthrough app (litestar, body forwarded)", bare, h.v2_path(), h.v2_body()),
         Contender(
-            "guardrails", "guardrails app (credit-risk)", guarded, f"/v1/decide/{h.POLICY_NAME}", h.decide_body()
+            "guardrails", "guardrails app (credit-risk, drift monitor on)", guarded, decide_path, h.decide_body()
         ),
+        Contender("unmonitored", "guardrails app, drift monitor off", unmonitored, decide_path, h.decide_body()),
     ]
 
 
@@ -141,7 +145,7 @@ async def _check(contender: Contender) -> None:
     sent = await _drive(contender, 50)
     if sent[0]["status"] != 200:
         raise RuntimeError(f"{contender.name} answered {sent[0]['status']}: {sent[1].get('body', b'')[:300]!r}")
-    if contender.name == "guardrails":
+    if contender.name != "passthrough":
         h.check_decision(sent[1]["body"])
 
 
@@ -152,7 +156,7 @@ async def _run(settings: Settings, profile: int) -> None:
         await _check(contender)
     cpu: dict[str, list[float]] = {c.name: [] for c in contenders}
     for r in range(settings.rounds):
-        for c in contenders[r % 2 :] + contenders[: r % 2]:
+        for c in contenders[r % 3 :] + contenders[: r % 3]:
             start = time.process_time()
             await _drive(c, settings.burst)
             cpu[c.name].append((time.process_time() - start) / settings.burst * 1e6)
@@ -180,6 +184,12 @@ def _report(contenders: list[Contender], cpu: dict[str, list[float]]) -> None:
     print(f"   {'guardrails - passthrough':<50} {statistics.median(added):>+8.1f} us {span}")
     span = f"[{min(ratio):.2f} .. {max(ratio):.2f}]"
     print(f"   {'guardrails / passthrough':<50} {statistics.median(ratio):>8.2f} x  {span}")
+    # Decisions per second is 1 / CPU per request: monitoring's cost is the ratio of the two apps' rates.
+    rates = [u / g for g, u in zip(cpu["guardrails"], cpu["unmonitored"], strict=True)]
+    span = f"[{min(rates):.3f} .. {max(rates):.3f}]"
+    verdict = "PASS" if statistics.median(rates) >= 0.9 else "FAIL"
+    label = "decisions/s, monitor on / monitor off"
+    print(f"   {label:<50} {statistics.median(rates):>8.3f} x  {span}  target >= 0.90: {verdict}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
