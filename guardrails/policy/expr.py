@@ -24,13 +24,50 @@ from __future__ import annotations
 import ast
 import difflib
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from guardrails.errors import ExpressionError
+from guardrails.policy.expr_tree import (
+    Arith,
+    BoolOp,
+    Call,
+    Compare,
+    Const,
+    Expr,
+    In,
+    IsMissing,
+    Kind,
+    ListLiteral,
+    Name,
+    Neg,
+    Not,
+    referenced_names,
+    walk,
+)
 
-Kind = Literal["num", "str", "bool"]
+__all__ = [  # the typed tree is re-exported: callers import it from here
+    "Arith",
+    "BoolOp",
+    "Call",
+    "Compare",
+    "Const",
+    "Expr",
+    "In",
+    "IsMissing",
+    "Kind",
+    "ListLiteral",
+    "Name",
+    "NameType",
+    "Neg",
+    "Not",
+    "parse_condition",
+    "parse_expression",
+    "referenced_names",
+    "walk",
+]
+
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 32
@@ -121,82 +158,6 @@ class NameType:
     domain: frozenset[str] | None = None
 
 
-# ---- the typed tree --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Expr:
-    kind: Kind
-
-
-@dataclass(frozen=True, slots=True)
-class Const(Expr):
-    value: float | str | bool
-
-
-@dataclass(frozen=True, slots=True)
-class Name(Expr):
-    name: str
-    optional: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Neg(Expr):
-    operand: Expr
-
-
-@dataclass(frozen=True, slots=True)
-class Not(Expr):
-    operand: Expr
-
-
-@dataclass(frozen=True, slots=True)
-class Arith(Expr):
-    op: str
-    left: Expr
-    right: Expr
-
-
-@dataclass(frozen=True, slots=True)
-class BoolOp(Expr):
-    op: Literal["and", "or"]
-    left: Expr
-    right: Expr
-
-
-@dataclass(frozen=True, slots=True)
-class Compare(Expr):
-    op: str  # == != < <= > >=
-    left: Expr
-    right: Expr
-
-
-@dataclass(frozen=True, slots=True)
-class In(Expr):
-    operand: Expr
-    values: tuple[float | str | bool, ...]
-    negate: bool
-
-
-@dataclass(frozen=True, slots=True)
-class IsMissing(Expr):
-    operand: Expr
-
-
-@dataclass(frozen=True, slots=True)
-class Call(Expr):
-    func: str
-    args: tuple[Expr, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ListLiteral:
-    """Only valid on the right of `in`; never a value on its own."""
-
-    values: tuple[float | str | bool, ...]
-    kind: Kind | None
-
-
 # ---- parsing ----------------------------------------------------------------------------
 
 
@@ -220,25 +181,6 @@ def parse_expression(text: str, names: Mapping[str, NameType]) -> Expr:
     if isinstance(result, ListLiteral):
         raise ExpressionError("a list can only stand on the right of `in` or `not in`")
     return result
-
-
-def referenced_names(expr: Expr) -> set[str]:
-    """Every name the expression reads."""
-    return {node.name for node in walk(expr) if isinstance(node, Name)}
-
-
-def walk(expr: Expr) -> Iterator[Expr]:
-    """Every node of the typed tree, parents before children."""
-    stack = [expr]
-    while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, Neg | Not | IsMissing | In):
-            stack.append(node.operand)
-        elif isinstance(node, Arith | BoolOp | Compare):
-            stack.extend((node.right, node.left))
-        elif isinstance(node, Call):
-            stack.extend(reversed(node.args))
 
 
 def _parse_checked(text: str) -> ast.Expression:

@@ -7,7 +7,7 @@ literal) get their own closures, since a decision runs a dozen of them.
 exp, log, log1p and sqrt call numpy's ufuncs on the scalar, so that results agree to the
 last bit with `expr_vector` (numpy's SIMD kernels and libm differ in the last ulp).
 
-Imports the stdlib, numpy and `expr` only.
+Imports the stdlib, numpy and `expr_tree` only.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from guardrails.policy.expr import Arith, BoolOp, Call, Compare, Const, Expr, In, IsMissing, Name, Neg, Not
+from guardrails.policy.expr_tree import Arith, BoolOp, Call, Compare, Const, Expr, In, IsMissing, Name, Neg, Not
 
 Env = Mapping[str, Any]
 Scalar = Callable[[Env], Any]

@@ -5,7 +5,7 @@ Columns: a number is a float64 array (NaN when missing); a bool is a float64 arr
 when missing). Literals stay Python scalars and broadcast. The semantics are those of
 `expr_scalar`, to the bit: a property test holds the two together.
 
-Imports numpy, the stdlib and `expr` only.
+Imports numpy, the stdlib and `expr_tree` only.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from guardrails.policy.expr import Arith, BoolOp, Call, Compare, Const, Expr, In, IsMissing, Name, Neg, Not
+from guardrails.policy.expr_tree import Arith, BoolOp, Call, Compare, Const, Expr, In, IsMissing, Name, Neg, Not
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
