@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import msgspec
@@ -163,24 +164,29 @@ def _json_argument(option: str, text: str) -> Any:
 
 
 def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from guardrails.app import build_folder_app
     from guardrails.audit.sqlite import SQLiteAuditStore
     from guardrails.logs import configure_logging
+    from guardrails.registry import PolicyRegistry
     from guardrails.runner import bind, run_in_foreground
+    from guardrails.server import create_app
 
-    policies, problems = load_policies([args.policies])
-    for problem in problems:
+    configure_logging(args.log_level)
+    registry = PolicyRegistry(folder=Path(args.policies))
+    report = registry.reload()  # compiles each file and runs its tests: what the server will serve
+    for problem in report.failed:
         err.write(f"{problem}\n")
-    if problems or not policies:
+    policies = [live.policy for live in registry.served.all()]
+    if report.failed or not registry.served.live:
+        if not report.failed:
+            err.write(f"{args.policies}: no policy files (*.yaml, *.yml) found\n")
         return EXIT_FAILED
     settings = settings_from_env(args.max_body_bytes, args.max_batch, args.reload_interval or None)
     missing_key = _missing_audit_key(policies, settings.audit_key, audit_on=not args.no_audit)
     if missing_key:
         err.write(missing_key)
         return EXIT_USAGE
-    configure_logging(args.log_level)
     audit = None if args.no_audit else SQLiteAuditStore(args.audit, args.audit_durability)
-    app = build_folder_app(args.policies, settings, audit=audit)
+    app = create_app(settings, registry, audit=audit)
     sock = bind(args.host, args.port)
     where = "off" if audit is None else f"{args.audit} ({args.audit_durability})"
     out.write(

@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Response, get, post
+from litestar import Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
@@ -204,7 +204,8 @@ async def _watch(registry: PolicyRegistry, metrics: Metrics, interval_s: float) 
             await upstream.transport.close()
 
 
-async def close_all(app: Litestar, registry: PolicyRegistry) -> None:
+async def close_all(registry: PolicyRegistry) -> None:
+    """Close every upstream's connection pool, current and retired."""
     for live in registry.served.all():
         await live.upstream.transport.close()
     for upstream in registry.retired:

@@ -73,31 +73,29 @@ def _audit_state(store: AuditStore) -> Literal["ok", "unavailable", "off"]:
     return "ok" if store.healthy() else "unavailable"
 
 
-def _object_body(description: str, example_key: str) -> RequestBody:
-    schema = Schema(type=OpenAPIType.OBJECT, additional_properties=True, description=description)
-    if example_key == "instances":
-        schema = Schema(
-            type=OpenAPIType.OBJECT,
-            required=["instances"],
-            properties={
-                "instances": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.OBJECT), min_items=1)
-            },
-            additional_properties=False,  # the service refuses other keys (422 bad_batch)
-            description=description,
-        )
+def _json_body(schema: Schema, description: str) -> RequestBody:
     return RequestBody(content={JSON: OpenAPIMediaType(schema=schema)}, required=True, description=description)
+
+
+_FIELDS = Schema(type=OpenAPIType.OBJECT, additional_properties=True)
+_INSTANCES = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["instances"],
+    properties={"instances": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.OBJECT), min_items=1)},
+    additional_properties=False,  # the service refuses other keys (422 bad_batch)
+)
 
 
 @dataclass
 class _DecideOperation(Operation):
     def __post_init__(self) -> None:
-        self.request_body = _object_body("The input fields the policy declares, as one JSON object.", "fields")
+        self.request_body = _json_body(_FIELDS, "The input fields the policy declares, as one JSON object.")
 
 
 @dataclass
 class _BatchOperation(Operation):
     def __post_init__(self) -> None:
-        self.request_body = _object_body('{"instances": [ {input fields}, ... ]}', "instances")
+        self.request_body = _json_body(_INSTANCES, '{"instances": [ {input fields}, ... ]}')
 
 
 _ERRORS = {
@@ -143,7 +141,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with watching(registry, metrics, settings.reload_interval_s), monitoring(registry, metrics):
             yield
-        await close_all(app, registry)
+        await close_all(registry)
         store.close()
 
     return Litestar(

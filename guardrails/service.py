@@ -130,7 +130,7 @@ class DecisionService:
                 result = await self._call(live, [validated])
                 model, raw_output = _model_call(result), result.raw
                 row = result.rows[0] if result.rows else None
-                decision = _decide_result(policy, validated, result, 0)
+                decision = _decide_result(policy, validated, result)
         except Exception:
             log.exception("internal error deciding %s for policy %s", decision_id, policy.name)
             decision = fallback(policy, "internal_error", "an internal error occurred; see the server log")
@@ -444,8 +444,8 @@ def _model_call(result: UpstreamResult) -> ModelCall:
     return ModelCall(result.status, latency, result.http_status, result.attempts)
 
 
-def _decide_result(policy: CompiledPolicy, values: dict[str, Any], result: UpstreamResult, row: int) -> Decision:
+def _decide_result(policy: CompiledPolicy, values: dict[str, Any], result: UpstreamResult) -> Decision:
     if result.rows is None:
         cause: Cause = result.cause or "internal_error"
         return fallback(policy, cause, result.detail)
-    return decide_row(policy, values, result.rows[row])
+    return decide_row(policy, values, result.rows[0])

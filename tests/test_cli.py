@@ -324,3 +324,21 @@ def test_decide_with_a_policy_that_does_not_load_exits_1(tmp_path: Path) -> None
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr == f"{path}:1:1: cannot read: [Errno 2] No such file or directory: '{path}'\n"
+
+
+def test_serve_refuses_to_start_when_a_policy_fails_its_own_tests(tmp_path: Path) -> None:
+    for source in (ROOT / "policies").iterdir():
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+    credit = tmp_path / "credit-risk.yaml"
+    text = credit.read_text()
+    credit.write_text(
+        text.replace("    expect: {outcome: approve, reasons: [LOW_RISK]}", "    expect: {outcome: decline}", 1)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "guardrails", "serve", "--policies", str(tmp_path), "--no-audit", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"{credit}: tests failed: low risk approves: outcome: expected 'decline', got 'approve'\n" in done.stderr

@@ -25,7 +25,7 @@ from guardrails.audit.sqlite import stored
 from guardrails.audit.times import iso
 from guardrails.decide import RuleFired
 from guardrails.errors import PolicyError
-from guardrails.policy.compile import CompiledPolicy, Condition
+from guardrails.policy.compile import CompiledPolicy, Condition, Rule, Threshold
 from guardrails.policy.expr import referenced_names
 from guardrails.policy.inputs import FieldError
 from guardrails.policy.load import load_policy_text
@@ -201,33 +201,32 @@ def _replay(
     return _Replay(policy, record, redacted).run()
 
 
+def _threshold_check(i: int, threshold: Threshold, **found: Any) -> Check:
+    """Threshold number i + 1 as the explanation lists it, with what was found about it."""
+    when = None if threshold.when is None else threshold.when.text
+    return Check(
+        kind="threshold", name=str(i + 1), when=when, outcome=threshold.outcome, reason=threshold.reason, **found
+    )
+
+
+def _rule_check(rule: Rule, **found: Any) -> Check:
+    """A rule as the explanation lists it, with what was found about it."""
+    mode = "shadow" if rule.shadow else "enforce"
+    return Check(
+        kind="rule",
+        name=rule.name,
+        when=rule.when.text,
+        outcome=rule.outcome,
+        reason=rule.reason,
+        mode=mode,
+        final=rule.final,
+        **found,
+    )
+
+
 def _unevaluated(policy: CompiledPolicy, why: str) -> tuple[list[Check], list[Check]]:
-    thresholds = [
-        Check(
-            kind="threshold",
-            name=str(i + 1),
-            when=None if t.when is None else t.when.text,
-            outcome=t.outcome,
-            reason=t.reason,
-            result=why,
-            matched=None,
-        )
-        for i, t in enumerate(policy.thresholds)
-    ]
-    rules = [
-        Check(
-            kind="rule",
-            name=r.name,
-            when=r.when.text,
-            outcome=r.outcome,
-            reason=r.reason,
-            result=why,
-            matched=None,
-            mode="shadow" if r.shadow else "enforce",
-            final=r.final,
-        )
-        for r in policy.rules
-    ]
+    thresholds = [_threshold_check(i, t, result=why, matched=None) for i, t in enumerate(policy.thresholds)]
+    rules = [_rule_check(r, result=why, matched=None) for r in policy.rules]
     return thresholds, rules
 
 
@@ -290,17 +289,7 @@ class _Replay:
             else:
                 effect = "not reached (an earlier threshold set the outcome)"
             checks.append(
-                Check(
-                    kind="threshold",
-                    name=str(i + 1),
-                    when=None if threshold.when is None else threshold.when.text,
-                    outcome=threshold.outcome,
-                    reason=threshold.reason,
-                    result=result,
-                    matched=matched,
-                    unknown_fields=unknown,
-                    effect=effect,
-                )
+                _threshold_check(i, threshold, result=result, matched=matched, unknown_fields=unknown, effect=effect)
             )
         assert chosen is not None, "the last threshold has no condition"
         return checks, chosen
@@ -343,17 +332,11 @@ class _Replay:
             else:
                 effect = ""
             checks.append(
-                Check(
-                    kind="rule",
-                    name=rule.name,
-                    when=rule.when.text,
-                    outcome=rule.outcome,
-                    reason=rule.reason,
+                _rule_check(
+                    rule,
                     result=_result(matched),
                     matched=matched,
                     unknown_fields=unknown,
-                    mode=mode,
-                    final=rule.final,
                     outcome_before=before,
                     effect=effect,
                 )

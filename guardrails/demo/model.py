@@ -73,7 +73,7 @@ class ModelServer:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         body = await _read_body(receive)
         path, method = scope["path"], scope["method"]
@@ -174,7 +174,8 @@ async def _respond(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def lifespan(receive: Receive, send: Send) -> None:
+    """Answer the ASGI lifespan protocol: nothing to start or stop (also used by the tests' canned server)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

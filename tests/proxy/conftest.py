@@ -31,7 +31,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from guardrails.app import build_app
-from guardrails.demo.model import ModelServer, credit_probability
+from guardrails.demo.model import ModelServer, credit_probability, lifespan
 from guardrails.policy.compile import CompiledPolicy
 from guardrails.policy.load import load_policy_text
 from guardrails.runner import ServerThread
@@ -199,7 +199,7 @@ class CannedServer:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         while (await receive()).get("more_body"):
             pass
@@ -216,16 +216,6 @@ class CannedServer:
             chunk = reply.body[start : start + reply.chunk_size]
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 @dataclass
