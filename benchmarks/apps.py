@@ -21,6 +21,7 @@ from litestar import Litestar, Request, Response, post
 
 from guardrails.app import build_app
 from guardrails.policy.load import load_policy_file
+from guardrails.upstream.http1 import Http1Transport
 from guardrails.upstream.transport import AiohttpTransport, HttpxTransport, Reply, Transport, TransportFailure
 
 POLICY_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "policies", "credit-risk.yaml")
@@ -75,6 +76,7 @@ CLIENTS: dict[str, tuple[str, Callable[[], Transport]]] = {
     "httpx": ("httpx.AsyncClient, pooled (our HttpxTransport)", HttpxTransport),
     "httpx-aiohttp": ("httpx over httpx-aiohttp (our HttpxTransport)", _httpx_over_aiohttp),
     "aiohttp": ("aiohttp.ClientSession (our AiohttpTransport)", AiohttpTransport),
+    "http1": ("our Http1Transport (httptools)", Http1Transport),
     "httpx-raw": ("httpx.AsyncClient.post, no wrapper", RawHttpx),
     "aiohttp-raw": ("aiohttp.ClientSession.post, no wrapper", RawAiohttp),
 }
@@ -98,6 +100,6 @@ def make_passthrough() -> Litestar:
     return passthrough_app(os.environ["BENCH_UPSTREAM"], make())
 
 
-def make_guardrails() -> Litestar:
+def make_guardrails() -> Any:
     policy = load_policy_file(POLICY_FILE)
     return build_app([policy], urls={policy.name: os.environ["BENCH_UPSTREAM"]})

@@ -5,8 +5,9 @@
 A bare litestar app (benchmarks/apps.py: the POST body forwarded to the upstream, its answer
 returned, no guard logic) under uvicorn with uvloop + httptools, as `guardrails serve` runs,
 once per client: httpx.AsyncClient (pooled) and httpx over the httpx-aiohttp transport, both
-through our HttpxTransport, and aiohttp.ClientSession through our AiohttpTransport. `--raw`
-adds each library's plain `post` without our wrapper. The upstream is the demo ModelServer's v2
+through our HttpxTransport, aiohttp.ClientSession through our AiohttpTransport, and our own
+Http1Transport (keep-alive HTTP/1.1 parsed by httptools). `--raw` adds each library's plain
+`post` without our wrapper. The upstream is the demo ModelServer's v2
 credit endpoint in its own process. Requests/s and p50/p99 at 32 connections and at 1; the
 baseline is httpx, the client the transports were first written with (encode/httpx#3215).
 """
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--raw", action="store_true", help="also run each library's plain post, without our wrapper")
     args = parser.parse_args(argv)
     settings = h.QUICK if args.quick else h.FULL
-    clients = ["httpx", "httpx-aiohttp", "aiohttp"] + (["httpx-raw", "aiohttp-raw"] if args.raw else [])
+    clients = ["httpx", "httpx-aiohttp", "aiohttp", "http1"] + (["httpx-raw", "aiohttp-raw"] if args.raw else [])
     where = h.placement()
     with h.run_directory() as (tmp, processes):
         direct = h.start_upstream(processes, where.upstream)
@@ -49,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise RuntimeError(f"{client}: the passthrough changed the answer: {answer[:200]!r}")
             targets.append(target)
         gen = h.LoadGenerator(tmp, where.load)
-        libraries = ", ".join(f"{name} {version(name)}" for name in ("httpx", "httpx-aiohttp", "aiohttp", "litestar"))
+        libraries = ", ".join(
+            f"{name} {version(name)}" for name in ("httpx", "httpx-aiohttp", "aiohttp", "httptools", "litestar")
+        )
         h.header(
             "guardrails upstream-client benchmark: a bare litestar passthrough per client, under uvicorn",
             gen,

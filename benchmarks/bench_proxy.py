@@ -58,7 +58,7 @@ http {{
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="one short round, for a smoke test (noisier figures)")
-    parser.add_argument("--client", default="aiohttp", choices=sorted(CLIENTS), help="the passthrough's client")
+    parser.add_argument("--client", default="http1", choices=sorted(CLIENTS), help="the passthrough's client")
     parser.add_argument("--connections", type=int, default=32, help="connections under load (default 32)")
     parser.add_argument(
         "--audit", nargs="+", default=list(AUDIT_MODES), choices=list(AUDIT_MODES), help="audit modes of (c)"

@@ -9,20 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from litestar import Litestar
-
+from guardrails.asgi_front import DecisionFront
 from guardrails.audit.store import AuditStore
 from guardrails.live import LivePolicy
 from guardrails.metrics import Metrics
 from guardrails.policy.compile import CompiledPolicy
 from guardrails.registry import PolicyRegistry
 from guardrails.server import ServerSettings, create_app
-from guardrails.upstream.transport import AiohttpTransport, Transport
+from guardrails.upstream.http1 import Http1Transport
+from guardrails.upstream.transport import Transport
 
 
 def live_policies(
     policies: Iterable[CompiledPolicy],
-    transport: Callable[[], Transport] = AiohttpTransport,
+    transport: Callable[[], Transport] = Http1Transport,
     urls: Mapping[str, str] | None = None,
 ) -> dict[str, LivePolicy]:
     """Each policy with its own pooled upstream client; `urls` overrides upstream addresses by policy name."""
@@ -36,7 +36,7 @@ def build_app(
     urls: Mapping[str, str] | None = None,
     metrics: Metrics | None = None,
     audit: AuditStore | None = None,
-) -> Litestar:
+) -> DecisionFront:
     """An app serving a fixed set of policies (shadows included), not watching any folder."""
     registry = PolicyRegistry.of(list(policies), urls=dict(urls or {}))
     return create_app(settings or ServerSettings(), registry, metrics, audit)
@@ -48,7 +48,7 @@ def build_folder_app(
     urls: Mapping[str, str] | None = None,
     metrics: Metrics | None = None,
     audit: AuditStore | None = None,
-) -> Litestar:
+) -> DecisionFront:
     """An app serving the policies of `folder`, hot-reloaded as the folder changes."""
     registry = PolicyRegistry(folder=Path(folder), urls=dict(urls or {}))
     registry.reload()

@@ -19,19 +19,18 @@ from litestar.handlers.base import BaseRouteHandler
 # Guards are coroutines: litestar runs a plain function guard in a worker thread, per request.
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="guardrails"'}
+CHALLENGE_HEADER = (b"www-authenticate", b'Bearer realm="guardrails"')
+API_TOKEN_NEEDED = "this endpoint needs `Authorization: Bearer <API token>`"
 
 
-def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    header = connection.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def _matches(given: str | None, tokens: list[str]) -> bool:
-    if given is None:
+def bearer_matches(authorization: str | None, tokens: list[str]) -> bool:
+    """Whether an Authorization header value is `Bearer <one of tokens>`."""
+    scheme, _, token = (authorization or "").partition(" ")
+    given = token.strip()
+    if scheme.lower() != "bearer" or not given:
         return False
     # Compare against every token, always, so timing says nothing about which matched.
-    results = [hmac.compare_digest(given.encode(), token.encode()) for token in tokens]
+    results = [hmac.compare_digest(given.encode(), expected.encode()) for expected in tokens]
     return any(results)
 
 
@@ -41,7 +40,7 @@ def admin_guard(admin_token: str | None) -> Guard:
             raise PermissionDeniedException(
                 "audit and admin endpoints are disabled: set GUARDRAILS_ADMIN_TOKEN to enable them"
             )
-        if not _matches(_bearer(connection), [admin_token]):
+        if not bearer_matches(connection.headers.get("authorization"), [admin_token]):
             raise NotAuthorizedException(
                 "this endpoint needs `Authorization: Bearer <admin token>`", headers=_CHALLENGE
             )
@@ -49,14 +48,19 @@ def admin_guard(admin_token: str | None) -> Guard:
     return guard
 
 
+def api_tokens(api_token: str | None, admin_token: str | None) -> list[str] | None:
+    """The tokens the decision routes accept; None while no API token is set (they are open)."""
+    return None if api_token is None else [t for t in (api_token, admin_token) if t]
+
+
 def api_guards(api_token: str | None, admin_token: str | None) -> list[Guard]:
     """The decision routes' guards: none at all while no API token is set (they are open)."""
-    if api_token is None:
+    tokens = api_tokens(api_token, admin_token)
+    if tokens is None:
         return []
-    tokens = [t for t in (api_token, admin_token) if t]
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if not _matches(_bearer(connection), tokens):
-            raise NotAuthorizedException("this endpoint needs `Authorization: Bearer <API token>`", headers=_CHALLENGE)
+        if not bearer_matches(connection.headers.get("authorization"), tokens):
+            raise NotAuthorizedException(API_TOKEN_NEEDED, headers=_CHALLENGE)
 
     return [guard]

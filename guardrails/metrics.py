@@ -6,7 +6,7 @@ label handling; writing our own would only be a worse copy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -24,6 +24,24 @@ from guardrails.upstream.caller import UpstreamResult
 _STATUS_VALUES = {"ok": 0, "warn": 1, "alert": 2}
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _Children:
+    """`metric.labels(*values)`, remembered: prometheus-client takes a lock and checks every label on each call.
+
+    Label values come from policies (names, outcomes, reasons, rules) and a fixed set of
+    statuses, never from a caller, so the map stays as small as the metric's own series.
+    """
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self.known: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self.known.get(values)
+        if child is None:
+            child = self.known[values] = self.metric.labels(*values)
+        return child
 
 
 class Metrics:
@@ -97,6 +115,15 @@ class Metrics:
         self.circuit_state = Gauge(
             "guardrails_circuit_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["policy"], registry=r
         )
+        # the series every decision touches
+        self._decisions = _Children(self.decisions)
+        self._reasons = _Children(self.reasons)
+        self._fallbacks = _Children(self.fallbacks)
+        self._rule_fires = _Children(self.rule_fires)
+        self._upstream_requests = _Children(self.upstream_requests)
+        self._upstream_latency = _Children(self.upstream_latency)
+        self._circuit_state = _Children(self.circuit_state)
+        self._request_latency = _Children(self.request_latency)
 
     def record_reload(self, report: ReloadReport) -> None:
         if report.failed:
@@ -121,13 +148,13 @@ class Metrics:
 
     def record_decision(self, decision: Decision) -> None:
         policy = decision.policy
-        self.decisions.labels(policy, decision.outcome).inc()
+        self._decisions(policy, decision.outcome).inc()
         for reason in decision.reasons:
-            self.reasons.labels(policy, reason).inc()
+            self._reasons(policy, reason).inc()
         if decision.fallback is not None:
-            self.fallbacks.labels(policy, decision.fallback).inc()
+            self._fallbacks(policy, decision.fallback).inc()
         for rule in decision.rules:
-            self.rule_fires.labels(policy, rule.name, rule.mode).inc()
+            self._rule_fires(policy, rule.name, rule.mode).inc()
 
     def record_input_errors(self, policy: str, errors: list[FieldError]) -> None:
         # An unknown field's name comes from the caller: never let it become a label value.
@@ -135,15 +162,15 @@ class Metrics:
             self.input_errors.labels(policy, field).inc()
 
     def record_upstream(self, policy: str, result: UpstreamResult, state: State) -> None:
-        self.upstream_requests.labels(policy, result.status).inc()
+        self._upstream_requests(policy, result.status).inc()
         if result.attempts > 1:
             self.upstream_retries.labels(policy).inc(result.attempts - 1)
         if result.status != "circuit_open":
-            self.upstream_latency.labels(policy).observe(result.latency_ms / 1000)
-        self.circuit_state.labels(policy).set(STATE_VALUES[state])
+            self._upstream_latency(policy).observe(result.latency_ms / 1000)
+        self._circuit_state(policy).set(STATE_VALUES[state])
 
     def record_latency(self, policy: str, endpoint: str, seconds: float) -> None:
-        self.request_latency.labels(policy, endpoint).observe(seconds)
+        self._request_latency(policy, endpoint).observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

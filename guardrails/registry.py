@@ -33,7 +33,8 @@ from guardrails.policy.cases import run_cases
 from guardrails.policy.compile import CompiledPolicy
 from guardrails.policy.load import load_policy_text, policy_files
 from guardrails.upstream.caller import Upstream
-from guardrails.upstream.transport import AiohttpTransport, Transport
+from guardrails.upstream.http1 import Http1Transport
+from guardrails.upstream.transport import Transport
 
 log = logging.getLogger("guardrails.reload")
 
@@ -72,7 +73,7 @@ class PolicyRegistry:
     """What is served now (`served`), where it comes from, and the history of each policy."""
 
     folder: Path | None
-    transport: Callable[[], Transport] = AiohttpTransport
+    transport: Callable[[], Transport] = Http1Transport
     urls: Mapping[str, str] = field(default_factory=dict)
     on_new_version: Callable[[CompiledPolicy], None] = lambda policy: None
     served: Served = field(default_factory=lambda: Served({}, {}))

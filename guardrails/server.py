@@ -24,10 +24,11 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Sche
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import FromPath
 
+from guardrails.asgi_front import DecisionFront, body_too_large, internal_error_body, request_id
 from guardrails.audit.recorder import AuditRecorder
 from guardrails.audit.store import AuditStore, NullAuditStore
 from guardrails.audit_routes import audit_routes
-from guardrails.auth import Guard, admin_guard, api_guards
+from guardrails.auth import Guard, admin_guard, api_guards, api_tokens
 from guardrails.envelope import BatchEnvelope, DecisionEnvelope, ErrorBody, InputRejected
 from guardrails.feedback_routes import feedback_routes
 from guardrails.ids import DecisionIds
@@ -45,9 +46,6 @@ JSON = "application/json"
 def wall_ms() -> int:
     """Milliseconds since the epoch: the timestamp of audit records."""
     return time.time_ns() // 1_000_000
-
-
-MAX_REQUEST_ID = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +118,13 @@ def create_app(
     policies: PolicyRegistry | Mapping[str, LivePolicy],
     metrics: Metrics | None = None,
     audit: AuditStore | None = None,
-) -> Litestar:
+) -> DecisionFront:
     """The guardrails HTTP app serving `policies` (a registry, or a fixed name -> LivePolicy map).
 
     With an `audit` store every decision is recorded (see guardrails.audit); without one,
     auditing is off. A registry with a folder is watched and hot-reloaded every
-    `settings.reload_interval_s` seconds.
+    `settings.reload_interval_s` seconds. The decision routes are answered by a bare ASGI
+    front (see asgi_front.py), every other route by litestar (`.app` of the result).
     """
     metrics = metrics or Metrics()
     registry = policies if isinstance(policies, PolicyRegistry) else PolicyRegistry.of(policies)
@@ -144,7 +143,7 @@ def create_app(
         await close_all(registry)
         store.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *_decision_routes(service, api_guards(settings.api_token, settings.admin_token)),
             *_operation_routes(registry, metrics, store),
@@ -158,6 +157,7 @@ def create_app(
         lifespan=[lifespan],
         logging_config=None,
     )
+    return DecisionFront(app, service, settings.max_body_bytes, api_tokens(settings.api_token, settings.admin_token))
 
 
 def _respond(answer: Answer, request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -226,11 +226,7 @@ def _operation_routes(registry: PolicyRegistry, metrics: Metrics, store: AuditSt
 
 
 def _request_id(request: Request[Any, Any, Any]) -> str | None:
-    value = request.headers.get("x-request-id")
-    if value is None:
-        return None
-    value = value[:MAX_REQUEST_ID]
-    return value if value.isprintable() else None
+    return request_id(request.headers.get("x-request-id"))
 
 
 _STATUS_ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
@@ -238,16 +234,11 @@ _STATUS_ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     code = _STATUS_ERRORS.get(exc.status_code, "http_error")
-    detail = (
-        exc.detail
-        if exc.status_code != 413
-        else f"the body is over the limit of {request.app.request_max_body_size} bytes"
-    )
+    detail = exc.detail if exc.status_code != 413 else body_too_large(request.app.request_max_body_size)
     body = msgspec.json.encode(ErrorBody(code, str(detail)))
     return Response(body, status_code=exc.status_code, media_type=JSON, headers=exc.headers or None)
 
 
 def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    body = msgspec.json.encode(ErrorBody("internal_error", "an internal error occurred; see the server log"))
-    return Response(body, status_code=500, media_type=JSON)
+    return Response(internal_error_body(), status_code=500, media_type=JSON)

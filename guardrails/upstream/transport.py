@@ -2,7 +2,8 @@
 
 `AiohttpTransport` is the hot path's client (see benchmarks/bench_http_client.py for the
 measurement behind the choice); `HttpxTransport` implements the same interface for
-comparison and for callers that prefer httpx. Failures are values (`TransportFailure`),
+comparison and for callers that prefer httpx, and `guardrails.upstream.http1.Http1Transport`
+is a leaner one of our own. Failures are values (`TransportFailure`),
 never exceptions, so the caller can map each to a fallback cause.
 """
 
@@ -75,8 +76,8 @@ class AiohttpTransport:
 
 
 async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes | None:
-    if response.content_length is not None:
-        return await response.read()
+    if response.content_length is not None and "Content-Encoding" not in response.headers:
+        return await response.read()  # the length was checked; a compressed body is capped as it inflates
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
 from collections.abc import Iterator
@@ -60,7 +59,7 @@ def test_closed_port_is_upstream_unavailable(proxy: Proxy, closed_url: str) -> N
     response = proxy.decide("credit-closed", LOW_RISK)
 
     port = int(closed_url.split(":")[2].split("/")[0])
-    detail = f"cannot connect: [Errno {errno.ECONNREFUSED}] Connect call failed ('127.0.0.1', {port})"
+    detail = f"cannot connect to 127.0.0.1:{port}: Connection refused"
     model = assert_fallback(response, "credit-closed", "upstream_unavailable", detail)
     assert model == {"status": "unavailable", "latency_ms": model["latency_ms"], "http_status": None, "attempts": 1}
 
