@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from guardrails.audit.chain import GENESIS, chain_hash  # noqa: E402
 from guardrails.audit.record import AuditRecord  # noqa: E402
-from guardrails.audit.sqlite import SCHEMA, SQLiteAuditStore, connect  # noqa: E402
+from guardrails.audit.schema import SCHEMA  # noqa: E402
+from guardrails.audit.sqlite import SQLiteAuditStore, connect  # noqa: E402
 from guardrails.audit.store import Durability  # noqa: E402
 from guardrails.decide import RuleFired  # noqa: E402
 
@@ -187,8 +188,8 @@ def baseline_rate(folder: Path, rows: Rows) -> float:
         start = time.perf_counter()
         connection.execute("BEGIN IMMEDIATE")
         connection.executemany("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", decisions)
-        connection.executemany("INSERT INTO decision_reasons VALUES (?, ?)", reasons)
-        connection.executemany("INSERT INTO decision_rules VALUES (?, ?, ?)", rules)
+        connection.executemany("INSERT OR IGNORE INTO decision_reasons VALUES (?, ?)", reasons)
+        connection.executemany("INSERT OR IGNORE INTO decision_rules VALUES (?, ?, ?)", rules)
         connection.execute("COMMIT")
         return len(decisions) / (time.perf_counter() - start)
     finally:

@@ -33,7 +33,8 @@ import workload
 
 from guardrails.audit.chain import GENESIS, chain_hash
 from guardrails.audit.record import AuditRecord, hash_value
-from guardrails.audit.sqlite import SCHEMA, closing, connect
+from guardrails.audit.schema import SCHEMA
+from guardrails.audit.sqlite import closing, connect
 from guardrails.decide import RuleFired
 from guardrails.decide_vector import decide_vector
 from guardrails.policy.compile import CompiledPolicy
@@ -127,8 +128,8 @@ def generate(path: Path, policy: CompiledPolicy, rows: int) -> float:
             reasons += [(seq, reason) for reason in record.reasons]
             rules += [(seq, rule.name, rule.mode) for rule in record.rules]
         connection.executemany("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
-        connection.executemany("INSERT INTO decision_reasons VALUES (?, ?)", reasons)
-        connection.executemany("INSERT INTO decision_rules VALUES (?, ?, ?)", rules)
+        connection.executemany("INSERT OR IGNORE INTO decision_reasons VALUES (?, ?)", reasons)
+        connection.executemany("INSERT OR IGNORE INTO decision_rules VALUES (?, ?, ?)", rules)
     connection.execute("COMMIT")
     connection.executescript(SCHEMA)  # the indexes, built once over the full tables
     connection.execute("PRAGMA journal_mode=WAL")

@@ -54,8 +54,8 @@ def record_columns(record: AuditRecord) -> tuple[Any, ...]:
         record.outcome,
         record.fallback,
         record.request_id,
-        tuple(sorted(record.reasons)),
-        tuple(sorted(f"{rule.name}:{rule.mode}" for rule in record.rules)),
+        tuple(sorted(set(record.reasons))),  # stored once each, however often the record lists one
+        tuple(sorted({f"{rule.name}:{rule.mode}" for rule in record.rules})),
     )
 
 

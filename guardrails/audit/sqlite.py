@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import sqlite3
@@ -31,8 +32,9 @@ from typing import Any
 
 import msgspec
 
-from guardrails.audit.chain import GENESIS, ChainRow, chain_hash, record_columns
+from guardrails.audit.chain import GENESIS, ChainRow, chain_hash
 from guardrails.audit.record import AuditRecord, StoredRecord
+from guardrails.audit.schema import create_schema
 from guardrails.audit.store import Durability
 from guardrails.errors import AuditUnavailable
 from guardrails.policy.compile import CompiledPolicy
@@ -41,51 +43,6 @@ log = logging.getLogger("guardrails.audit")
 BATCH_MAX = 1024
 RETRY_S = 1.0  # while the store cannot write and nothing is queued, a probe write this often
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for a lock held by another connection
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS decisions (
-    seq INTEGER PRIMARY KEY,
-    decision_id TEXT NOT NULL UNIQUE,
-    ts_ms INTEGER NOT NULL,
-    policy TEXT NOT NULL,
-    policy_version TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    outcome TEXT,
-    fallback TEXT,
-    request_id TEXT,
-    record BLOB NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS decisions_policy ON decisions (policy, seq);
-CREATE INDEX IF NOT EXISTS decisions_outcome ON decisions (outcome, seq);
-CREATE INDEX IF NOT EXISTS decisions_fallback ON decisions (fallback, seq);
-CREATE INDEX IF NOT EXISTS decisions_version ON decisions (policy_version, seq);
-CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts_ms);
-CREATE INDEX IF NOT EXISTS decisions_request ON decisions (request_id) WHERE request_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS decisions_any_fallback ON decisions (seq) WHERE fallback IS NOT NULL;
-CREATE TABLE IF NOT EXISTS decision_reasons (seq INTEGER NOT NULL, reason TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS decision_reasons_reason ON decision_reasons (reason, seq);
-CREATE INDEX IF NOT EXISTS decision_reasons_seq ON decision_reasons (seq);
-CREATE TABLE IF NOT EXISTS decision_rules (seq INTEGER NOT NULL, rule TEXT NOT NULL, mode TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS decision_rules_rule ON decision_rules (rule, seq);
-CREATE INDEX IF NOT EXISTS decision_rules_seq ON decision_rules (seq);
-CREATE TABLE IF NOT EXISTS feedback (
-    seq INTEGER PRIMARY KEY,
-    decision_id TEXT NOT NULL,
-    label TEXT NOT NULL,
-    ts_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS feedback_decision ON feedback (decision_id, seq);
-CREATE TABLE IF NOT EXISTS policy_versions (
-    version_id TEXT PRIMARY KEY,
-    policy TEXT NOT NULL,
-    label TEXT,
-    source TEXT NOT NULL,
-    first_seen_ms INTEGER NOT NULL
-);
-"""
 
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(AuditRecord).decode
@@ -99,7 +56,7 @@ class _Job:
     done: asyncio.Future[None] | None = None
     loop: asyncio.AbstractEventLoop | None = None
     stop: bool = False
-    flushed: threading.Event = field(default_factory=threading.Event)
+    flushed: threading.Event | None = None  # set once written; only `flush` waits on one
 
 
 class SQLiteAuditStore:
@@ -116,7 +73,8 @@ class SQLiteAuditStore:
         self._last_error: str | None = None
         connection = connect(self.path, busy_timeout_s=busy_timeout_s)
         try:
-            connection.executescript(SCHEMA)
+            if create_schema(connection):
+                log.warning("audit store moved to the current layout", extra={"path": str(self.path)})
             self._head_seq, self._head_hash = _head(connection)
         finally:
             connection.close()
@@ -165,9 +123,9 @@ class SQLiteAuditStore:
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Block until everything queued so far is written (for tests, CLI tools and shutdown)."""
-        job = _Job()
-        self._queue.put(job)
-        job.flushed.wait(timeout_s)
+        flushed = threading.Event()
+        self._queue.put(_Job(flushed=flushed))
+        flushed.wait(timeout_s)
 
     def healthy(self) -> bool:
         return self._healthy and self._thread.is_alive()
@@ -192,7 +150,8 @@ class SQLiteAuditStore:
                     continue
                 self._write(connection, jobs)
                 for job in jobs:
-                    job.flushed.set()
+                    if job.flushed is not None:
+                        job.flushed.set()
                 if any(job.stop for job in jobs):
                     return
         finally:
@@ -352,18 +311,38 @@ class _Rows:
         """Add `record` as number `seq` after the record hashed `prev`; its own hash."""
         record_json = _encode(record)
         hash_ = chain_hash(prev, seq, record_json)
-        self.decisions.append((seq, *record_columns(record)[:8], record_json, prev, hash_))
-        self.reasons += [(seq, reason) for reason in record.reasons]
-        self.rules += [(seq, rule.name, rule.mode) for rule in record.rules]
+        r = record  # the queried columns, as chain.record_columns names them
+        self.decisions.append(
+            (seq, r.decision_id, r.ts_ms, r.policy, r.policy_version, r.kind, r.outcome, r.fallback, r.request_id)
+            + (record_json, prev, hash_)
+        )
+        for reason in r.reasons:
+            self.reasons.append((seq, reason))
+        for rule in r.rules:
+            self.rules.append((seq, rule.name, rule.mode))
         return hash_
 
     def insert(self, connection: sqlite3.Connection) -> None:
-        connection.executemany("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.decisions)
-        if self.reasons:
-            connection.executemany("INSERT INTO decision_reasons VALUES (?, ?)", self.reasons)
-        if self.rules:
-            connection.executemany("INSERT INTO decision_rules VALUES (?, ?, ?)", self.rules)
+        _insert_rows(connection, "INSERT INTO decisions", self.decisions)
+        _insert_rows(connection, "INSERT OR IGNORE INTO decision_reasons", self.reasons)  # a reason given twice
+        _insert_rows(connection, "INSERT OR IGNORE INTO decision_rules", self.rules)
         _note_time_order(connection, self.decisions)
+
+
+_ROWS_PER_STATEMENT = 256
+
+
+def _insert_rows(connection: sqlite3.Connection, insert: str, rows: list[tuple[Any, ...]]) -> None:
+    """`rows` in statements of many rows each: SQLite runs each in one step, without giving up the GIL per row."""
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        connection.execute(_values_sql(insert, len(chunk[0]), len(chunk)), [v for row in chunk for v in row])
+
+
+@functools.lru_cache(maxsize=64)
+def _values_sql(insert: str, width: int, count: int) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return f"{insert} VALUES {', '.join([row] * count)}"
 
 
 def _note_time_order(connection: sqlite3.Connection, decisions: list[tuple[Any, ...]]) -> None:
@@ -417,7 +396,7 @@ def chain_rows(connection: sqlite3.Connection) -> Generator[ChainRow, None, None
     """Every row in seq order, as chain verification reads it."""
     for row in connection.execute(_CHAIN_QUERY):
         seq, decision_id, record, prev_hash, hash_ = row[:5]
-        reasons = tuple(sorted(row[12].split("\x1f"))) if row[12] else ()
-        rules = tuple(sorted(row[13].split("\x1f"))) if row[13] else ()
+        reasons = tuple(sorted(set(row[12].split("\x1f")))) if row[12] else ()  # as chain.record_columns
+        rules = tuple(sorted(set(row[13].split("\x1f")))) if row[13] else ()
         columns = (decision_id, *row[5:12], reasons, rules)
         yield ChainRow(seq, decision_id, bytes(record), prev_hash, hash_, columns)

@@ -25,7 +25,8 @@ import pytest
 from guardrails.audit.chain import GENESIS, chain_hash
 from guardrails.audit.record import AuditRecord
 from guardrails.audit.recorder import AuditRecorder
-from guardrails.audit.sqlite import SCHEMA, SQLiteAuditStore, closing, connect
+from guardrails.audit.schema import SCHEMA
+from guardrails.audit.sqlite import SQLiteAuditStore, closing, connect
 from guardrails.decide import RuleFired, decide_row, fallback
 from guardrails.envelope import ModelCall
 from guardrails.ids import DecisionIds
@@ -314,8 +315,8 @@ def write_big_log(path: Path, count: int = BIG, seed: int = 7) -> list[Summary]:
             connection.execute(f"DROP INDEX {name}")
         connection.execute("BEGIN")
         connection.executemany("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", decisions)
-        connection.executemany("INSERT INTO decision_reasons VALUES (?, ?)", reasons)
-        connection.executemany("INSERT INTO decision_rules VALUES (?, ?, ?)", rules)
+        connection.executemany("INSERT OR IGNORE INTO decision_reasons VALUES (?, ?)", reasons)
+        connection.executemany("INSERT OR IGNORE INTO decision_rules VALUES (?, ?, ?)", rules)
         connection.execute("COMMIT")
         connection.executescript(SCHEMA)
     return summaries

@@ -68,7 +68,8 @@ def test_an_edited_indexed_column_is_named(small_log: SmallLog) -> None:
 
 def test_an_edited_reason_row_is_named(small_log: SmallLog) -> None:
     decision_id = row(small_log.path, 2)[0]
-    sql(small_log.path, ("UPDATE decision_reasons SET reason = 'LOW_RISK' WHERE seq = 2 AND reason != 'LOW_RISK'", ()))
+    edit = "UPDATE decision_reasons SET reason = 'APPROVED_BY_HAND' WHERE seq = 2 AND reason = "
+    sql(small_log.path, (edit + "(SELECT min(reason) FROM decision_reasons WHERE seq = 2)", ()))
     assert failure(small_log.path) == (
         f"FAILED: record 2 was altered: its indexed columns do not match its content (decision {decision_id})\n"
     )
