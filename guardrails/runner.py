@@ -36,6 +36,7 @@ def uvicorn_config(app: Any, log_level: str = "warning", **options: Any) -> uvic
         http="auto",
         lifespan="on",
         timeout_graceful_shutdown=30,
+        proxy_headers=False,  # nothing reads the client address; X-Forwarded-* parsing was per-request work
         log_config=None,  # uvicorn's loggers propagate to ours (JSON lines once configured)
         **options,
     )
