@@ -75,7 +75,7 @@ class SQLiteAuditStore:
         try:
             if create_schema(connection):
                 log.warning("audit store moved to the current layout", extra={"path": str(self.path)})
-            self._head_seq, self._head_hash = _head(connection)
+            self._head_seq, self._head_hash, self._head_ts = _head(connection)
         finally:
             connection.close()
         self._thread = threading.Thread(target=self._run, name="guardrails-audit-writer", daemon=True)
@@ -174,7 +174,7 @@ class SQLiteAuditStore:
         return jobs
 
     def _write(self, connection: sqlite3.Connection, jobs: list[_Job]) -> None:
-        seq, prev = self._head_seq, self._head_hash
+        seq, prev, last_ts = self._head_seq, self._head_hash, self._head_ts
         rows = _Rows()
 
         def write() -> None:
@@ -188,11 +188,12 @@ class SQLiteAuditStore:
                 for record in job.records:
                     seq += 1
                     prev = rows.add(seq, prev, record)
-            rows.insert(connection)
+            rows.insert(connection, last_ts)
 
         error = _in_transaction(connection, write)
         if error is None:
             self._head_seq, self._head_hash = seq, prev
+            self._head_ts = rows.decisions[-1][2] if rows.decisions else last_ts
         self._note(error)
         _settle(jobs, error)
 
@@ -285,12 +286,12 @@ def stored(row: tuple[Any, ...]) -> StoredRecord:
     return StoredRecord(seq, prev_hash, hash_, _decode_record(record))
 
 
-def _head(connection: sqlite3.Connection) -> tuple[int, str]:
-    row = connection.execute("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1").fetchone()
+def _head(connection: sqlite3.Connection) -> tuple[int, str, int | None]:
+    """The newest record's seq, hash and timestamp (the anchor's seq and hash, no timestamp, when none is left)."""
+    row = connection.execute("SELECT seq, hash, ts_ms FROM decisions ORDER BY seq DESC LIMIT 1").fetchone()
     if row is not None:
-        return int(row[0]), str(row[1])
-    anchor = anchor_of(connection)
-    return anchor
+        return int(row[0]), str(row[1]), int(row[2])
+    return (*anchor_of(connection), None)
 
 
 def anchor_of(connection: sqlite3.Connection) -> tuple[int, str]:
@@ -322,11 +323,11 @@ class _Rows:
             self.rules.append((seq, rule.name, rule.mode))
         return hash_
 
-    def insert(self, connection: sqlite3.Connection) -> None:
+    def insert(self, connection: sqlite3.Connection, last_ts: int | None) -> None:
         _insert_rows(connection, "INSERT INTO decisions", self.decisions)
         _insert_rows(connection, "INSERT OR IGNORE INTO decision_reasons", self.reasons)  # a reason given twice
         _insert_rows(connection, "INSERT OR IGNORE INTO decision_rules", self.rules)
-        _note_time_order(connection, self.decisions)
+        _note_time_order(connection, self.decisions, last_ts)
 
 
 _ROWS_PER_STATEMENT = 256
@@ -345,7 +346,7 @@ def _values_sql(insert: str, width: int, count: int) -> str:
     return f"{insert} VALUES {', '.join([row] * count)}"
 
 
-def _note_time_order(connection: sqlite3.Connection, decisions: list[tuple[Any, ...]]) -> None:
+def _note_time_order(connection: sqlite3.Connection, decisions: list[tuple[Any, ...]], last_ts: int | None) -> None:
     """Note in `meta` a record stamped before the one ahead of it (the wall clock stepped back).
 
     Queries turn time bounds into seq ranges while timestamps never fall along the log
@@ -353,8 +354,7 @@ def _note_time_order(connection: sqlite3.Connection, decisions: list[tuple[Any, 
     """
     if not decisions:
         return
-    before = connection.execute("SELECT ts_ms FROM decisions WHERE seq = ?", (decisions[0][0] - 1,)).fetchone()
-    last = decisions[0][2] if before is None else before[0]
+    last = decisions[0][2] if last_ts is None else last_ts  # the newest committed record's, kept by the writer
     for row in decisions:
         if row[2] < last:
             connection.execute("INSERT OR IGNORE INTO meta VALUES ('ts_out_of_order', ?)", (str(row[0]),))

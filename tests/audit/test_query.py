@@ -166,6 +166,22 @@ def _record(decision_id: str, ts_ms: int, outcome: str) -> AuditRecord:
     )
 
 
+def test_a_clock_that_stepped_back_between_commits_and_restarts_is_noted(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    store = SQLiteAuditStore(path)
+    asyncio.run(store.append([_record("d0", T0 + 10_000, "approve")]))
+    asyncio.run(store.append([_record("d1", T0 + 20_000, "approve")]))  # another commit: still in order
+    store.close()
+    with reader(path) as connection:
+        assert times_ordered(connection)
+
+    store = SQLiteAuditStore(path)  # a restart: the newest timestamp is read back from the file
+    asyncio.run(store.append([_record("d2", T0 + 15_000, "approve")]))
+    store.close()
+    with reader(path) as connection:
+        assert connection.execute("SELECT value FROM meta WHERE key = 'ts_out_of_order'").fetchone() == ("3",)
+
+
 def test_a_clock_that_stepped_back_keeps_time_filters_exact(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
     store = SQLiteAuditStore(path)
