@@ -29,6 +29,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[..., Awaitable[None]]  # litestar types its own scope and messages more narrowly
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
 
 PREFIX = "/v1/decide/"
 BATCH_SUFFIX = "/batch"
@@ -53,7 +54,7 @@ def internal_error_body() -> bytes:
     return _encode(ErrorBody("internal_error", "an internal error occurred; see the server log"))
 
 
-def _route(path: str) -> tuple[str, bool] | None:
+def decision_route(path: str) -> tuple[str, bool] | None:
     """(policy name, is batch) when `path` is a decision route."""
     if not path.startswith(PREFIX):
         return None
@@ -83,34 +84,55 @@ class DecisionFront:
         self.tokens = list(tokens) if tokens is not None else None  # None: the decision routes are open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = _route(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        route = decision_route(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if route is None:
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope["headers"])
-        caller_id = request_id(headers.get("x-request-id"))
+        headers = request_headers(scope["headers"])
         try:
-            answer, extra = await self._answer(route, headers, caller_id, receive)
+            status, response_headers, body = await self._answer(route, headers, receive)
         except _Disconnected:
             return
-        except Exception:
-            log.exception("unexpected error on POST %s", scope["path"])
-            answer, extra = Answer(500, internal_error_body()), []
-        await _send(send, answer, caller_id, extra)
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
-    async def _answer(
-        self, route: tuple[str, bool], headers: dict[str, str], caller_id: str | None, receive: Receive
-    ) -> tuple[Answer, list[tuple[bytes, bytes]]]:
-        if self.tokens is not None and not bearer_matches(headers.get("authorization"), self.tokens):
-            return Answer(401, _encode(ErrorBody("http_error", API_TOKEN_NEEDED))), [CHALLENGE_HEADER]
+    async def _answer(self, route: tuple[str, bool], headers: dict[str, str], receive: Receive) -> Response:
+        refused = self.refusal(headers)
+        if refused is not None:
+            return refused
         try:
             body = await self._body(headers.get("content-length"), receive)
         except _TooLarge:
-            return Answer(413, _encode(ErrorBody("body_too_large", body_too_large(self.max_body_bytes)))), []
+            answer = Answer(413, _encode(ErrorBody("body_too_large", body_too_large(self.max_body_bytes))))
+            return _response(answer, request_id(headers.get("x-request-id")), [])
+        return await self._decide(route, headers, body)
+
+    async def respond(self, route: tuple[str, bool], headers: dict[str, str], body: bytes) -> Response:
+        """The answer to a decision request whose body has been read: status, headers, body.
+
+        What `DecisionProtocol` calls, without ASGI, for the requests it answers itself.
+        """
+        refused = self.refusal(headers)
+        return refused if refused is not None else await self._decide(route, headers, body)
+
+    def refusal(self, headers: dict[str, str]) -> Response | None:
+        """401 when GUARDRAILS_API_TOKEN is set and the request does not carry it (or the admin token)."""
+        if self.tokens is None or bearer_matches(headers.get("authorization"), self.tokens):
+            return None
+        answer = Answer(401, _encode(ErrorBody("http_error", API_TOKEN_NEEDED)))
+        return _response(answer, request_id(headers.get("x-request-id")), [CHALLENGE_HEADER])
+
+    async def _decide(self, route: tuple[str, bool], headers: dict[str, str], body: bytes) -> Response:
+        caller_id = request_id(headers.get("x-request-id"))
         name, batch = route
         decide: Callable[[str, bytes, str | None], Awaitable[Answer]]
         decide = self.service.decide_batch if batch else self.service.decide
-        return await decide(name, body, caller_id), []
+        try:
+            answer = await decide(name, body, caller_id)
+        except Exception:
+            log.exception("unexpected error on POST %s%s", PREFIX, name)
+            answer = Answer(500, internal_error_body())
+        return _response(answer, caller_id, [])
 
     async def _body(self, length: str | None, receive: Receive) -> bytes:
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
@@ -130,18 +152,17 @@ class DecisionFront:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+def request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """The request headers this front reads, by lower-case name (the last value wins, as in litestar)."""
     wanted = {b"authorization", b"content-length", b"x-request-id"}
     found = ((name.lower(), value) for name, value in raw)
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in found if name in wanted}
 
 
-async def _send(send: Send, answer: Answer, caller_id: str | None, extra: list[tuple[bytes, bytes]]) -> None:
+def _response(answer: Answer, caller_id: str | None, extra: list[tuple[bytes, bytes]]) -> Response:
     headers = [_JSON_HEADER, (b"content-length", str(len(answer.body)).encode()), *extra]
     if caller_id is not None:
         headers.append((b"x-request-id", caller_id.encode("latin-1")))
     if len(answer.decision_ids) == 1:
         headers.append((b"x-decision-id", answer.decision_ids[0].encode()))
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": answer.body, "more_body": False})
+    return answer.status, headers, answer.body

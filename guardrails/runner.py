@@ -26,6 +26,15 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
+def _http_protocol() -> Any:
+    """uvicorn's httptools protocol with the decision routes' fast path, or h11 where httptools is missing."""
+    try:
+        from guardrails.decision_protocol import DecisionProtocol
+    except ImportError:
+        return "h11"
+    return DecisionProtocol
+
+
 def uvicorn_config(app: Any, log_level: str = "warning", **options: Any) -> uvicorn.Config:
     """uvicorn with uvloop and httptools when installed (the `serve` extra), asyncio and h11 otherwise."""
     return uvicorn.Config(
@@ -33,7 +42,7 @@ def uvicorn_config(app: Any, log_level: str = "warning", **options: Any) -> uvic
         log_level=log_level,
         access_log=False,
         loop="auto",
-        http="auto",
+        http=_http_protocol(),
         lifespan="on",
         timeout_graceful_shutdown=30,
         proxy_headers=False,  # nothing reads the client address; X-Forwarded-* parsing was per-request work
