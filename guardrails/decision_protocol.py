@@ -16,12 +16,22 @@ tested with, and tests/proxy/test_decision_protocol.py covers keep-alive, pipeli
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from guardrails.asgi_front import PREFIX, DecisionFront, Response, decision_route, request_headers
+from guardrails.asgi_front import (
+    PREFIX,
+    DecisionFront,
+    Response,
+    decision_route,
+    internal_error_body,
+    request_headers,
+)
+
+log = logging.getLogger("guardrails.server")
 
 
 class _Answering:
@@ -95,7 +105,12 @@ class DecisionProtocol(HttpToolsProtocol):
         self, answering: _Answering, route: tuple[str, bool], headers: dict[str, str], body: bytes
     ) -> None:
         assert self._front is not None
-        response = await self._front.respond(route, headers, body)
+        try:
+            response = await self._front.respond(route, headers, body)
+        except Exception:  # respond turns the service's failures into answers; this is a last guard
+            log.exception("unexpected error on POST %s%s", PREFIX, route[0])
+            error = internal_error_body()
+            response = (500, [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(error))], error)
         if answering.disconnected or self.transport.is_closing():
             return
         self.transport.write(self._bytes(response, answering.keep_alive))
