@@ -36,15 +36,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import msgspec
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from guardrails.audit.chain import GENESIS, chain_hash  # noqa: E402
+from guardrails.audit.chain import GENESIS  # noqa: E402
 from guardrails.audit.record import AuditRecord  # noqa: E402
 from guardrails.audit.schema import SCHEMA  # noqa: E402
+from guardrails.audit.sqlite import Rows as StoreRows  # noqa: E402
 from guardrails.audit.sqlite import SQLiteAuditStore, connect  # noqa: E402
 from guardrails.audit.store import Durability  # noqa: E402
 from guardrails.decide import RuleFired  # noqa: E402
@@ -155,30 +155,18 @@ def store_rate(folder: Path, records: list[AuditRecord], durability: Durability,
     return len(records) / elapsed
 
 
-Rows = tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[object, ...]]]
+RowLists = tuple[list[tuple[Any, ...]], list[tuple[int, str]], list[tuple[int, str, str]]]
 
 
-def baseline_rows(records: list[AuditRecord]) -> Rows:
+def baseline_rows(records: list[AuditRecord]) -> RowLists:
     """The rows the store writes for `records`, computed up front (JSON, hash chain) so only SQLite is timed."""
-    encode = msgspec.json.Encoder().encode
-    decisions: list[tuple[object, ...]] = []
-    reasons: list[tuple[object, ...]] = []
-    rules: list[tuple[object, ...]] = []
-    prev = GENESIS
-    for seq, r in enumerate(records, 1):
-        record_json = encode(r)
-        hash_ = chain_hash(prev, seq, record_json)
-        decisions.append(
-            (seq, r.decision_id, r.ts_ms, r.policy, r.policy_version, r.kind, r.outcome, r.fallback, r.request_id)
-            + (record_json, prev, hash_)
-        )
-        reasons += [(seq, reason) for reason in r.reasons]
-        rules += [(seq, rule.name, rule.mode) for rule in r.rules]
-        prev = hash_
-    return decisions, reasons, rules
+    rows, prev = StoreRows(), GENESIS
+    for seq, record in enumerate(records, 1):
+        prev = rows.add(seq, prev, record)
+    return rows.decisions, rows.reasons, rows.rules
 
 
-def baseline_rate(folder: Path, rows: Rows) -> float:
+def baseline_rate(folder: Path, rows: RowLists) -> float:
     """Plain sqlite3: the same rows with executemany in one transaction, same schema, WAL, synchronous=FULL."""
     decisions, reasons, rules = rows
     connection = connect(folder / f"baseline-{uuid.uuid4().hex}.db")

@@ -31,10 +31,10 @@ import msgspec
 import numpy as np
 import workload
 
-from guardrails.audit.chain import GENESIS, chain_hash
+from guardrails.audit.chain import GENESIS
 from guardrails.audit.record import AuditRecord, hash_value
 from guardrails.audit.schema import SCHEMA
-from guardrails.audit.sqlite import closing, connect
+from guardrails.audit.sqlite import Rows, closing, connect
 from guardrails.decide import RuleFired
 from guardrails.decide_vector import decide_vector
 from guardrails.policy.compile import CompiledPolicy
@@ -115,21 +115,10 @@ def generate(path: Path, policy: CompiledPolicy, rows: int) -> float:
     prev = GENESIS
     for start in range(0, rows, 50_000):
         stop = min(start + 50_000, rows)
-        batch, reasons, rules = [], [], []
+        batch = Rows()  # the store's own row format
         for i in range(start, stop):
-            record = _record(policy, i, columns, emails, kinds, failed[i])
-            record_json = _encode(record)
-            seq = i + 1
-            prev_hash, prev = prev, chain_hash(prev, seq, record_json)
-            batch.append(
-                (seq, record.decision_id, record.ts_ms, record.policy, record.policy_version, record.kind)
-                + (record.outcome, record.fallback, record.request_id, record_json, prev_hash, prev)
-            )
-            reasons += [(seq, reason) for reason in record.reasons]
-            rules += [(seq, rule.name, rule.mode) for rule in record.rules]
-        connection.executemany("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
-        connection.executemany("INSERT OR IGNORE INTO decision_reasons VALUES (?, ?)", reasons)
-        connection.executemany("INSERT OR IGNORE INTO decision_rules VALUES (?, ?, ?)", rules)
+            prev = batch.add(i + 1, prev, _record(policy, i, columns, emails, kinds, failed[i]))
+        batch.insert(connection, None)
     connection.execute("COMMIT")
     connection.executescript(SCHEMA)  # the indexes, built once over the full tables
     connection.execute("PRAGMA journal_mode=WAL")

@@ -13,7 +13,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from guardrails.decide import Decision
 from guardrails.policy.inputs import FieldError
-from guardrails.upstream.breaker import STATE_VALUES, State
 
 if TYPE_CHECKING:
     from guardrails.monitor.report import MonitorReport
@@ -122,7 +121,6 @@ class Metrics:
         self._rule_fires = _Children(self.rule_fires)
         self._upstream_requests = _Children(self.upstream_requests)
         self._upstream_latency = _Children(self.upstream_latency)
-        self._circuit_state = _Children(self.circuit_state)
         self._request_latency = _Children(self.request_latency)
 
     def record_reload(self, report: ReloadReport) -> None:
@@ -161,13 +159,13 @@ class Metrics:
         for field in {e.field if e.constraint not in ("unknown", "body") else f"({e.constraint})" for e in errors}:
             self.input_errors.labels(policy, field).inc()
 
-    def record_upstream(self, policy: str, result: UpstreamResult, state: State) -> None:
+    def record_upstream(self, policy: str, result: UpstreamResult) -> None:
+        """One model call. The circuit state gauge is read from the breakers at scrape time instead."""
         self._upstream_requests(policy, result.status).inc()
         if result.attempts > 1:
             self.upstream_retries.labels(policy).inc(result.attempts - 1)
         if result.status != "circuit_open":
             self._upstream_latency(policy).observe(result.latency_ms / 1000)
-        self._circuit_state(policy).set(STATE_VALUES[state])
 
     def record_latency(self, policy: str, endpoint: str, seconds: float) -> None:
         self._request_latency(policy, endpoint).observe(seconds)

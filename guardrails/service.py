@@ -396,7 +396,7 @@ class DecisionService:
 
     async def _call(self, live: LivePolicy, instances: list[dict[str, Any]]) -> UpstreamResult:
         result = await live.upstream.call(instances)
-        self.metrics.record_upstream(live.policy.name, result, live.upstream.circuit_state())
+        self.metrics.record_upstream(live.policy.name, result)
         return result
 
     def _observe(self, decision: Decision, endpoint: str, latency_ms: float | None, decision_id: str) -> None:

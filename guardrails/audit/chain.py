@@ -43,17 +43,16 @@ class ChainRow:
     columns: tuple[Any, ...]  # what queries read: must say what the record says
 
 
+def decision_columns(record: AuditRecord) -> tuple[Any, ...]:
+    """The `decisions` table's queried columns, in its order: what the store writes beside the record."""
+    r = record
+    return (r.decision_id, r.ts_ms, r.policy, r.policy_version, r.kind, r.outcome, r.fallback, r.request_id)
+
+
 def record_columns(record: AuditRecord) -> tuple[Any, ...]:
     """The queried columns a record implies (decisions columns, then reasons and rules, sorted)."""
     return (
-        record.decision_id,
-        record.ts_ms,
-        record.policy,
-        record.policy_version,
-        record.kind,
-        record.outcome,
-        record.fallback,
-        record.request_id,
+        *decision_columns(record),
         tuple(sorted(set(record.reasons))),  # stored once each, however often the record lists one
         tuple(sorted({f"{rule.name}:{rule.mode}" for rule in record.rules})),
     )

@@ -32,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from guardrails.audit.chain import GENESIS, ChainRow, chain_hash
+from guardrails.audit.chain import GENESIS, ChainRow, chain_hash, decision_columns
 from guardrails.audit.record import AuditRecord, StoredRecord
 from guardrails.audit.schema import create_schema
 from guardrails.audit.store import Durability
@@ -175,7 +175,7 @@ class SQLiteAuditStore:
 
     def _write(self, connection: sqlite3.Connection, jobs: list[_Job]) -> None:
         seq, prev, last_ts = self._head_seq, self._head_hash, self._head_ts
-        rows = _Rows()
+        rows = Rows()
 
         def write() -> None:
             nonlocal seq, prev
@@ -301,8 +301,12 @@ def anchor_of(connection: sqlite3.Connection) -> tuple[int, str]:
 
 
 @dataclass
-class _Rows:
-    """A batch's rows, inserted with one `executemany` per table."""
+class Rows:
+    """Records as the store's rows (record JSON, hash chain, queried columns, reasons, rules), ready to insert.
+
+    The writer builds each batch with it; tests and benchmarks that bulk-load a log use it too, so
+    their files are what the store would have written.
+    """
 
     decisions: list[tuple[Any, ...]] = field(default_factory=list)
     reasons: list[tuple[int, str]] = field(default_factory=list)
@@ -312,14 +316,10 @@ class _Rows:
         """Add `record` as number `seq` after the record hashed `prev`; its own hash."""
         record_json = _encode(record)
         hash_ = chain_hash(prev, seq, record_json)
-        r = record  # the queried columns, as chain.record_columns names them
-        self.decisions.append(
-            (seq, r.decision_id, r.ts_ms, r.policy, r.policy_version, r.kind, r.outcome, r.fallback, r.request_id)
-            + (record_json, prev, hash_)
-        )
-        for reason in r.reasons:
+        self.decisions.append((seq, *decision_columns(record), record_json, prev, hash_))
+        for reason in record.reasons:
             self.reasons.append((seq, reason))
-        for rule in r.rules:
+        for rule in record.rules:
             self.rules.append((seq, rule.name, rule.mode))
         return hash_
 

@@ -22,11 +22,11 @@ import msgspec
 import numpy as np
 import pytest
 
-from guardrails.audit.chain import GENESIS, chain_hash
+from guardrails.audit.chain import GENESIS
 from guardrails.audit.record import AuditRecord
 from guardrails.audit.recorder import AuditRecorder
 from guardrails.audit.schema import SCHEMA
-from guardrails.audit.sqlite import SQLiteAuditStore, closing, connect
+from guardrails.audit.sqlite import Rows, SQLiteAuditStore, closing, connect
 from guardrails.decide import RuleFired, decide_row, fallback
 from guardrails.envelope import ModelCall
 from guardrails.ids import DecisionIds
@@ -288,35 +288,24 @@ def write_big_log(path: Path, count: int = BIG, seed: int = 7) -> list[Summary]:
     rng = np.random.default_rng(seed)
     draws = rng.random((count, 8)).tolist()
     stamps = (T0 + np.cumsum(rng.integers(0, 50_000, count))).tolist()
-    encode = msgspec.json.Encoder().encode
-    decisions, reasons, rules, summaries = [], [], [], []
+    rows, summaries = Rows(), []
     prev = GENESIS
     for seq, ts_ms, u in zip(range(1, count + 1), stamps, draws, strict=True):
         record = _generated(seq, ts_ms, u)
-        record_json = encode(record)
-        hash_ = chain_hash(prev, seq, record_json)
-        decisions.append(
-            (seq, record.decision_id, ts_ms, record.policy, record.policy_version, record.kind, record.outcome,
-             record.fallback, record.request_id, record_json, prev, hash_)
-        )  # fmt: skip
-        reasons.extend((seq, reason) for reason in record.reasons)
-        rules.extend((seq, rule.name, rule.mode) for rule in record.rules)
+        prev = rows.add(seq, prev, record)
         summaries.append(
             Summary(
                 seq, ts_ms, record.policy, record.kind, record.outcome, tuple(record.reasons),
                 tuple((rule.name, rule.mode) for rule in record.rules), record.fallback, record.policy_version,
             )
         )  # fmt: skip
-        prev = hash_
     with closing(connect(path)) as connection:
         # A bulk load: the rows first, then the store's own indexes, built once (three times faster).
         indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
         for (name,) in connection.execute(indexes).fetchall():
             connection.execute(f"DROP INDEX {name}")
         connection.execute("BEGIN")
-        connection.executemany("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", decisions)
-        connection.executemany("INSERT OR IGNORE INTO decision_reasons VALUES (?, ?)", reasons)
-        connection.executemany("INSERT OR IGNORE INTO decision_rules VALUES (?, ?, ?)", rules)
+        rows.insert(connection, None)
         connection.execute("COMMIT")
         connection.executescript(SCHEMA)
     return summaries
