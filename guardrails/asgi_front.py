@@ -104,7 +104,7 @@ class DecisionFront:
             body = await self._body(headers.get("content-length"), receive)
         except _TooLarge:
             answer = Answer(413, _encode(ErrorBody("body_too_large", body_too_large(self.max_body_bytes))))
-            return _response(answer, request_id(headers.get("x-request-id")), [])
+            return response_for(answer, request_id(headers.get("x-request-id")), [])
         return await self._decide(route, headers, body)
 
     async def respond(self, route: tuple[str, bool], headers: dict[str, str], body: bytes) -> Response:
@@ -120,7 +120,7 @@ class DecisionFront:
         if self.tokens is None or bearer_matches(headers.get("authorization"), self.tokens):
             return None
         answer = Answer(401, _encode(ErrorBody("http_error", API_TOKEN_NEEDED)))
-        return _response(answer, request_id(headers.get("x-request-id")), [CHALLENGE_HEADER])
+        return response_for(answer, request_id(headers.get("x-request-id")), [CHALLENGE_HEADER])
 
     async def _decide(self, route: tuple[str, bool], headers: dict[str, str], body: bytes) -> Response:
         caller_id = request_id(headers.get("x-request-id"))
@@ -132,7 +132,7 @@ class DecisionFront:
         except Exception:
             log.exception("unexpected error on POST %s%s", PREFIX, name)
             answer = Answer(500, internal_error_body())
-        return _response(answer, caller_id, [])
+        return response_for(answer, caller_id, [])
 
     async def _body(self, length: str | None, receive: Receive) -> bytes:
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
@@ -159,7 +159,8 @@ def request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in found if name in wanted}
 
 
-def _response(answer: Answer, caller_id: str | None, extra: list[tuple[bytes, bytes]]) -> Response:
+def response_for(answer: Answer, caller_id: str | None, extra: list[tuple[bytes, bytes]]) -> Response:
+    """An answer as status, headers and body: JSON, with the caller's request id and the decision's id."""
     headers = [_JSON_HEADER, (b"content-length", str(len(answer.body)).encode()), *extra]
     if caller_id is not None:
         headers.append((b"x-request-id", caller_id.encode("latin-1")))

@@ -18,8 +18,8 @@ from litestar.handlers.base import BaseRouteHandler
 
 # Guards are coroutines: litestar runs a plain function guard in a worker thread, per request.
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="guardrails"'}
 CHALLENGE_HEADER = (b"www-authenticate", b'Bearer realm="guardrails"')
+_CHALLENGE = {CHALLENGE_HEADER[0].decode(): CHALLENGE_HEADER[1].decode()}  # as litestar takes headers
 API_TOKEN_NEEDED = "this endpoint needs `Authorization: Bearer <API token>`"
 
 

@@ -29,7 +29,9 @@ from guardrails.asgi_front import (
     decision_route,
     internal_error_body,
     request_headers,
+    response_for,
 )
+from guardrails.service import Answer
 
 log = logging.getLogger("guardrails.server")
 
@@ -109,8 +111,7 @@ class DecisionProtocol(HttpToolsProtocol):
             response = await self._front.respond(route, headers, body)
         except Exception:  # respond turns the service's failures into answers; this is a last guard
             log.exception("unexpected error on POST %s%s", PREFIX, route[0])
-            error = internal_error_body()
-            response = (500, [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(error))], error)
+            response = response_for(Answer(500, internal_error_body()), None, [])
         if answering.disconnected or self.transport.is_closing():
             return
         self.transport.write(self._bytes(response, answering.keep_alive))

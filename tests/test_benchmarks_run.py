@@ -6,13 +6,10 @@ load, so they are not asserted here.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.benchmark_runs import run_quick
+
 FIGURES = (
     "ours      from_json(bytes) + decide",
     "baseline  msgspec.json.decode + ifs",
@@ -34,15 +31,5 @@ FIGURES = (
 
 def test_quick_benchmark_prints_every_figure() -> None:
     pytest.importorskip("zen", reason="zen-engine (in the `dev` extra) is not installed")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_decide.py"), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    missing = [figure for figure in FIGURES if figure not in result.stdout]
-    assert not missing, f"missing figures {missing} in:\n{result.stdout}"
-    assert "verified:" in result.stdout
+    output = run_quick("bench_decide.py", FIGURES)
+    assert "verified:" in output

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+from tests.benchmark_runs import run_quick
 
-ROOT = Path(__file__).resolve().parents[2]
 FIGURES = (
     "monitoring off: from_json(bytes) + decide",
     "monitoring on:  from_json(bytes) + decide + observe",
@@ -22,14 +19,4 @@ FIGURES = (
 
 
 def test_the_quick_monitoring_benchmark_prints_every_figure() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_monitor.py"), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    missing = [figure for figure in FIGURES if figure not in result.stdout]
-    assert not missing, f"missing figures {missing} in:\n{result.stdout}"
+    run_quick("bench_monitor.py", FIGURES)

@@ -5,11 +5,10 @@ Its PASS/FAIL verdict depends on the machine and its load, so it is not asserted
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_runs import run_quick
+
 FIGURES = (
     "checking: replay over columns and one by one give the same transitions ... same (",
     "   ours      replay, 5,000 rows ",
@@ -22,10 +21,5 @@ FIGURES = (
 
 
 def test_the_quick_replay_benchmark_prints_every_figure(tmp_path: Path) -> None:
-    script = ROOT / "benchmarks" / "bench_replay.py"
-    args = [sys.executable, str(script), "--quick", "--repeats", "1", "--keep", str(tmp_path)]
-    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stderr
-    missing = [figure for figure in FIGURES if figure not in result.stdout]
-    assert not missing, f"missing {missing} in:\n{result.stdout}"
+    run_quick("bench_replay.py", FIGURES, "--repeats", "1", "--keep", str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == ["audit-20000.db", "audit-5000.db"]
