@@ -4,9 +4,9 @@
    `async` durability, against plain sqlite3 (`executemany` of the same rows, one transaction)
    in the same run.
 2. The proxy: `guardrails serve` (a subprocess) in front of the demo model server (another),
-   loaded by wrk (else an aiohttp client process) at 32 connections; audit off, async and sync
-   take turns in each round, and a figure is the median over rounds. Target: sync keeps at
-   least 75% of the throughput with audit off.
+   started, pinned and loaded as bench_proxy.py does (harness.py) at 32 connections; audit off,
+   async and sync take turns in each round, and a figure is the median over rounds. Target: sync
+   keeps at least 75% of the throughput with audit off.
 
     python benchmarks/bench_audit.py           # about 2 minutes on a quiet machine
     python benchmarks/bench_audit.py --quick   # a smoke test, noisy figures
@@ -18,28 +18,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import platform
-import re
-import shutil
-import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import bench_proxy as bp  # noqa: E402
+import harness as h  # noqa: E402
 
 from guardrails.audit.chain import GENESIS  # noqa: E402
 from guardrails.audit.record import AuditRecord  # noqa: E402
@@ -49,11 +46,9 @@ from guardrails.audit.sqlite import SQLiteAuditStore, connect  # noqa: E402
 from guardrails.audit.store import Durability  # noqa: E402
 from guardrails.decide import RuleFired  # noqa: E402
 
-HOST = "127.0.0.1"
 CONNECTIONS = 32
 TASKS = 64
 TARGET = 0.75  # sync / off
-AUDIT_KEY = "bench-audit-key"
 BODY = b'{"amount": 1200, "account_age_days": 800, "income": 52000, "country": "US", "email": "a@example.com"}'
 
 
@@ -213,219 +208,39 @@ def bench_store(settings: Settings, folder: Path) -> None:
 # ---- 2. the proxy ---------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-class Processes:
-    """Every process the run starts, each in its own session, killed with its group at the end."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
-        with (self.folder / f"{name}.log").open("wb") as log:
-            self.running[name] = subprocess.Popen(
-                list(argv), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=ROOT
-            )
-
-    def cpu_seconds(self, name: str) -> float:
-        """User and system CPU time of the process so far, all its threads (Linux)."""
-        fields = Path(f"/proc/{self.running[name].pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def log_tail(self, name: str) -> str:
-        return "\n".join((self.folder / f"{name}.log").read_text(errors="replace").splitlines()[-20:])
-
-    def stop(self) -> None:
-        for process in self.running.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
-        self.running.clear()
-
-
-@contextmanager
-def processes(folder: Path) -> Iterator[Processes]:
-    started = Processes(folder)
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # SIGTERM: still clean up
-    try:
-        yield started
-    finally:
-        started.stop()
-        signal.signal(signal.SIGTERM, previous)
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    server: str | None  # the proxy under test
-    others: str | None  # the model server and the load generator
-
-    def pin(self, cpus: str | None, argv: list[str]) -> list[str]:
-        return ["taskset", "-c", cpus, *argv] if cpus is not None else argv
-
-    def describe(self) -> str:
-        if self.server is None:
-            return "not pinned (needs taskset and 2 CPUs)"
-        return f"taskset: proxy on CPU {self.server}; model server and load generator on CPU {self.others}"
-
-
-def placement() -> Placement:
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2 or shutil.which("taskset") is None:
-        return Placement(None, None)
-    return Placement(str(cpus[-1]), ",".join(str(c) for c in cpus[:-1]))
-
-
-def wait_http(url: str, name: str, started: Processes, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if started.running[name].poll() is not None:
-            raise RuntimeError(f"{name} exited:\n{started.log_tail(name)}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{name} not ready at {url}:\n{started.log_tail(name)}")
-
-
-def post_once(url: str) -> int:
-    request = urllib.request.Request(url, BODY, {"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        status: int = response.status
-        return status
-
-
-class Load:
-    """wrk (one thread, a Lua script for the POST body) when installed, else an aiohttp client process."""
-
-    def __init__(self, folder: Path, place: Placement) -> None:
-        self.place = place
-        self.wrk = shutil.which("wrk")
-        self.script = folder / "post.lua"
-        body = BODY.decode().replace("\\", "\\\\").replace("'", "\\'")
-        self.script.write_text(
-            f"wrk.method = 'POST'\nwrk.body = '{body}'\nwrk.headers['Content-Type'] = 'application/json'\n"
-        )
-
-    def describe(self) -> str:
-        return f"wrk -t1 -c{CONNECTIONS}" if self.wrk else f"aiohttp client process, {CONNECTIONS} connections"
-
-    def run(self, url: str, seconds: int) -> tuple[float, int, int]:
-        """Requests per second, how many requests were answered, and how many answers were not 2xx."""
-        if self.wrk:
-            argv = [self.wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(self.script), url]
-        else:
-            argv = [sys.executable, "-c", AIOHTTP_LOAD, url, str(CONNECTIONS), str(seconds), BODY.decode()]
-        done = subprocess.run(
-            self.place.pin(self.place.others, argv), capture_output=True, text=True, timeout=seconds + 60, check=True
-        )
-        rate = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
-        if rate is None:
-            raise RuntimeError(f"no rate in the load generator's output:\n{done.stdout}\n{done.stderr}")
-        count = re.search(r"(\d+) requests in", done.stdout)
-        errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", done.stdout)
-        return float(rate.group(1)), int(count.group(1)) if count else 0, int(errors.group(1)) if errors else 0
-
-
-AIOHTTP_LOAD = """
-import asyncio, sys, time
-import aiohttp
-url, connections, seconds, body = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4].encode()
-async def main():
-    done = bad = 0
-    stop = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
-        async def worker():
-            nonlocal done, bad
-            while time.perf_counter() < stop:
-                async with session.post(url, data=body, headers={"content-type": "application/json"}) as r:
-                    await r.read()
-                    done += 1
-                    bad += r.status >= 300
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(connections)))
-    print(f"{done} requests in {time.perf_counter() - start:.2f}s")
-    print(f"Requests/sec: {done / (time.perf_counter() - start):.2f}")
-    print(f"Non-2xx or 3xx responses: {bad}")
-asyncio.run(main())
-"""
-
 MODES = ("off", "async", "sync")
 
 
-def start_proxies(started: Processes, folder: Path, place: Placement, model_url: str) -> dict[str, str]:
-    """One `guardrails serve` per mode, all pinned to the same CPU (only the one under load does any work)."""
-    policies = folder / "policies"
-    policies.mkdir()
-    for companion in (ROOT / "policies").glob("credit-risk.*"):  # files the policy refers to (its drift reference)
-        if companion.suffix != ".yaml":
-            shutil.copy(companion, policies / companion.name)
-    text = (ROOT / "policies" / "credit-risk.yaml").read_text()
-    text = text.replace("http://127.0.0.1:8081", model_url).replace("timeout_ms: 300", "timeout_ms: 2000")
-    (policies / "credit-risk.yaml").write_text(text)
-    env = {**os.environ, "GUARDRAILS_AUDIT_KEY": AUDIT_KEY}
-    env = {k: v for k, v in env.items() if k not in ("GUARDRAILS_API_TOKEN", "GUARDRAILS_ADMIN_TOKEN")}
-    urls = {}
+def bench_proxy(settings: Settings) -> None:
+    """`guardrails serve` per mode (bench_proxy.py's placement and load generator), one model server."""
+    where = h.placement()
+    run = h.Settings(rounds=settings.rounds, seconds=settings.seconds, warmup_seconds=1)
+    with h.run_directory() as (tmp, processes):
+        model = h.start_upstream(processes, where.upstream)
+        # with an input marked `audit: hash`, so every record pays for its HMAC
+        targets = [
+            dataclasses.replace(bp.start_guardrails(processes, tmp, model, mode, where.server), body=BODY)
+            for mode in MODES
+        ]
+        gen = h.LoadGenerator(tmp, where.load)
+        samples = h.measure(gen, processes, targets, [CONNECTIONS], run)
+        fallbacks = sum(h.fallback_count(t.url.replace("/v1/decide/credit-risk", "/metrics")) for t in targets)
+    print(f"\n2. Proxy throughput: POST /v1/decide/credit-risk, {gen.describe()}, {CONNECTIONS} connections")
+    print(f"   {where.describe()}; median of {settings.rounds} rounds [min .. max], modes interleaved")
+    runs = {mode: samples[(f"guardrails-{mode}", CONNECTIONS)] for mode in MODES}
     for mode in MODES:
-        port = free_port()
-        audit = ["--no-audit"] if mode == "off" else ["--audit", str(folder / f"{mode}.db"), "--audit-durability", mode]
-        argv = [sys.executable, "-m", "guardrails", "serve", "--policies", str(policies), "--port", str(port)]
-        argv += [*audit, "--log-level", "warning", "--reload-interval", "0"]
-        started.start(f"proxy-{mode}", place.pin(place.server, argv), env)
-        urls[mode] = f"http://{HOST}:{port}"
-    for mode, url in urls.items():
-        wait_http(f"{url}/health/ready", f"proxy-{mode}", started)
-        status = post_once(f"{url}/v1/decide/credit-risk")
-        if status != 200:
-            raise RuntimeError(f"proxy {mode} answered {status}")
-    return {mode: f"{url}/v1/decide/credit-risk" for mode, url in urls.items()}
-
-
-def bench_proxy(settings: Settings, folder: Path) -> None:
-    place = placement()
-    load = Load(folder, place)
-    with processes(folder) as started:
-        port = free_port()
-        model = [sys.executable, "-m", "uvicorn", "--factory", "guardrails.demo.model:ModelServer"]
-        model += ["--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log"]
-        started.start("model", place.pin(place.others, model))
-        model_url = f"http://{HOST}:{port}"
-        wait_http(f"{model_url}/v2/health/ready", "model", started)
-        targets = start_proxies(started, folder, place, model_url)
-        for url in targets.values():  # warm up: connection pools, caches, the WAL
-            load.run(url, 1)
-        rates: dict[str, list[float]] = {mode: [] for mode in MODES}
-        cpu_us: dict[str, list[float]] = {mode: [] for mode in MODES}  # the proxy's CPU per request
-        failures = 0
-        for r in range(settings.rounds):
-            shift = r % len(MODES)
-            for mode in MODES[shift:] + MODES[:shift]:
-                cpu_before = started.cpu_seconds(f"proxy-{mode}")
-                rate, count, errors = load.run(targets[mode], settings.seconds)
-                cpu = started.cpu_seconds(f"proxy-{mode}") - cpu_before
-                rates[mode].append(rate)
-                cpu_us[mode].append(cpu / max(count, 1) * 1e6)
-                failures += errors
-    print(f"\n2. Proxy throughput: POST /v1/decide/credit-risk, {load.describe()}, {settings.seconds} s each")
-    print(f"   {place.describe()}; median of {settings.rounds} rounds [min .. max], modes interleaved")
-    for mode in MODES:
+        rates = [s.rps for s in runs[mode]]
         label = "audit off" if mode == "off" else f"audit {mode}"
-        figure = f"{statistics.median(rates[mode]):>10,.0f} requests/s  {median_range(rates[mode]):<16}"
-        print(f"  {label:<20} {figure}  proxy CPU {statistics.median(cpu_us[mode]):,.0f} us/request")
-    if failures:
-        print(f"  WARNING: {failures} answers were not 2xx")
+        figure = f"{statistics.median(rates):>10,.0f} requests/s  {median_range(rates):<16}"
+        print(f"  {label:<20} {figure}  proxy CPU {statistics.median(s.cpu_us for s in runs[mode]):,.0f} us/request")
+    errors = sum(s.errors for mode in MODES for s in runs[mode])
+    if errors or fallbacks:
+        print(f"  WARNING: {errors} answers were not 2xx, {fallbacks:.0f} were fallbacks")
     for mode in ("async", "sync"):
-        cpu_ratio = statistics.median(m / o for m, o in zip(cpu_us[mode], cpu_us["off"], strict=True))
+        cpu_ratio = statistics.median(m.cpu_us / o.cpu_us for m, o in zip(runs[mode], runs["off"], strict=True))
         print(f"  proxy CPU per request {mode}/off {cpu_ratio:>6.2f}")
     for mode in ("async", "sync"):
-        ratio = statistics.median(m / o for m, o in zip(rates[mode], rates["off"], strict=True))
+        ratio = statistics.median(m.rps / o.rps for m, o in zip(runs[mode], runs["off"], strict=True))
         line = f"  ratio {mode}/off{'':<11} {ratio:>10.2f}"
         if mode == "sync":
             passed = ratio >= TARGET
@@ -451,16 +266,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:  # on disk: fsync is real
         folder = Path(tmp)
         if args.only in (None, "store"):
-            place = placement()
+            server_cpu = h.placement().server
             everything = os.sched_getaffinity(0)
-            if place.server is not None:  # as in the server: the event loop and the writer thread on one core
-                os.sched_setaffinity(0, {int(place.server)})
+            if server_cpu is not None:  # as in the server: the event loop and the writer thread on one core
+                os.sched_setaffinity(0, {int(server_cpu)})
             try:
                 bench_store(settings, folder)
             finally:
                 os.sched_setaffinity(0, everything)
         if args.only in (None, "proxy"):
-            bench_proxy(settings, folder)
+            bench_proxy(settings)
     return 0
 
 

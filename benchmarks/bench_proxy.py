@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with h.run_directory() as (tmp, processes):
         direct = h.start_upstream(processes, where.upstream)
         passthrough = _start_passthrough(processes, direct, args.client, where.server)
-        guarded = [_start_guardrails(processes, tmp, direct, mode, where.server) for mode in args.audit]
+        guarded = [start_guardrails(processes, tmp, direct, mode, where.server) for mode in args.audit]
         nginx = _start_nginx(processes, tmp, direct, where.server)
         targets = [direct, passthrough, *guarded, *([nginx] if nginx else [])]
         gen = h.LoadGenerator(tmp, where.load)
@@ -100,7 +100,7 @@ def _start_passthrough(processes: h.Processes, direct: h.Target, client: str, cp
     return target
 
 
-def _start_guardrails(processes: h.Processes, tmp: Path, direct: h.Target, audit: str, cpu: str | None) -> h.Target:
+def start_guardrails(processes: h.Processes, tmp: Path, direct: h.Target, audit: str, cpu: str | None) -> h.Target:
     """`guardrails serve` on a copy of the credit-risk policy whose upstream url points at `direct`."""
     folder = tmp / "policies"
     if not folder.exists():
