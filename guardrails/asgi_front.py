@@ -162,8 +162,14 @@ def request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 def response_for(answer: Answer, caller_id: str | None, extra: list[tuple[bytes, bytes]]) -> Response:
     """An answer as status, headers and body: JSON, with the caller's request id and the decision's id."""
     headers = [_JSON_HEADER, (b"content-length", str(len(answer.body)).encode()), *extra]
+    return answer.status, headers + id_headers(answer, caller_id), answer.body
+
+
+def id_headers(answer: Answer, caller_id: str | None) -> list[tuple[bytes, bytes]]:
+    """X-Request-Id (the caller's, echoed) and X-Decision-Id (for a single decision)."""
+    headers = []
     if caller_id is not None:
         headers.append((b"x-request-id", caller_id.encode("latin-1")))
     if len(answer.decision_ids) == 1:
         headers.append((b"x-decision-id", answer.decision_ids[0].encode()))
-    return answer.status, headers, answer.body
+    return headers

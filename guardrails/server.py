@@ -24,7 +24,7 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Sche
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import FromPath
 
-from guardrails.asgi_front import DecisionFront, body_too_large, internal_error_body, request_id
+from guardrails.asgi_front import DecisionFront, body_too_large, id_headers, internal_error_body, request_id
 from guardrails.audit.recorder import AuditRecorder
 from guardrails.audit.store import AuditStore, NullAuditStore
 from guardrails.audit_routes import audit_routes
@@ -161,12 +161,7 @@ def create_app(
 
 
 def _respond(answer: Answer, request: Request[Any, Any, Any]) -> Response[bytes]:
-    headers = {}
-    request_id = _request_id(request)
-    if request_id is not None:
-        headers["x-request-id"] = request_id
-    if len(answer.decision_ids) == 1:
-        headers["x-decision-id"] = answer.decision_ids[0]
+    headers = {name.decode(): value.decode("latin-1") for name, value in id_headers(answer, _request_id(request))}
     return Response(answer.body, status_code=answer.status, media_type=JSON, headers=headers)
 
 

@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS policy_versions (
 
 # The first layout also indexed every record's policy_version and every fallback (NULL included),
 # and kept reasons and rules in rowid tables with an index on seq; moved over in one transaction.
-_MIGRATE_LAYOUT_2 = """
+_SET_ASIDE_LAYOUT_1 = """
 DROP INDEX IF EXISTS decisions_version;
 DROP INDEX IF EXISTS decisions_fallback;
 ALTER TABLE decision_reasons RENAME TO decision_reasons_v1;
@@ -68,7 +68,7 @@ ALTER TABLE decision_rules RENAME TO decision_rules_v1;
 DROP INDEX IF EXISTS decision_reasons_reason;
 DROP INDEX IF EXISTS decision_rules_rule;
 """
-_COPY_LAYOUT_1 = """
+_COPY_FROM_LAYOUT_1 = """
 INSERT OR IGNORE INTO decision_reasons SELECT seq, reason FROM decision_reasons_v1;
 INSERT OR IGNORE INTO decision_rules SELECT seq, rule, mode FROM decision_rules_v1;
 DROP TABLE decision_reasons_v1;
@@ -82,5 +82,5 @@ def create_schema(connection: sqlite3.Connection) -> bool:
     if row is None or "WITHOUT ROWID" in row[0]:
         connection.executescript(SCHEMA)
         return False
-    connection.executescript(f"BEGIN IMMEDIATE; {_MIGRATE_LAYOUT_2} {SCHEMA} {_COPY_LAYOUT_1} COMMIT;")
+    connection.executescript(f"BEGIN IMMEDIATE; {_SET_ASIDE_LAYOUT_1} {SCHEMA} {_COPY_FROM_LAYOUT_1} COMMIT;")
     return True
