@@ -1,15 +1,24 @@
 """Prometheus metrics, one registry per app (no globals), in the text exposition format.
 
-prometheus-client is the reference implementation of the format and its histogram and
-label handling; writing our own would only be a worse copy.
+prometheus-client is the reference implementation of the format and writes the exposition,
+registry and all. The families every decision touches (decisions, reasons, fallbacks, rule fires,
+model calls, the two latency histograms) keep their values in plain dicts and reach the registry
+as custom collectors at scrape time: prometheus-client's own Counter and Histogram take a lock
+per increment, about eight times a decision. tests/proxy/test_metrics_families.py checks that
+they expose byte for byte what prometheus-client's own types would.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import bisect
+import itertools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
 
 from guardrails.decide import Decision
 from guardrails.policy.inputs import FieldError
@@ -25,22 +34,60 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class _Children:
-    """`metric.labels(*values)`, remembered: prometheus-client takes a lock and checks every label on each call.
+class _Counts:
+    """A counter family kept in a plain dict by label values, read by prometheus-client at scrape time.
 
-    Label values come from policies (names, outcomes, reasons, rules) and a fixed set of
-    statuses, never from a caller, so the map stays as small as the metric's own series.
+    prometheus-client's own Counter takes a lock per increment, and `labels()` checks every
+    label value on each call; the series every decision touches pay that several times a
+    request. These are incremented on the event loop's thread only, and registered as a custom
+    collector, so the exposition is the same text. Label values come from policies (names,
+    outcomes, reasons, rules) and a fixed set of statuses, never from a caller, so the dict
+    stays as small as the metric's own series.
     """
 
-    def __init__(self, metric: Any) -> None:
-        self.metric = metric
-        self.known: dict[tuple[str, ...], Any] = {}
+    def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
+        self.name, self.documentation, self.labels = name, documentation, list(labels)
+        self.values: dict[tuple[str, ...], float] = {}
 
-    def __call__(self, *values: str) -> Any:
-        child = self.known.get(values)
-        if child is None:
-            child = self.known[values] = self.metric.labels(*values)
-        return child
+    def inc(self, *labels: str, amount: float = 1.0) -> None:
+        values = self.values
+        values[labels] = values.get(labels, 0.0) + amount
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [CounterMetricFamily(self.name, self.documentation, labels=self.labels)]
+
+    def collect(self) -> list[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for labels, value in self.values.copy().items():  # one C call: safe beside the loop's increments
+            family.add_metric(labels, value)
+        return [family]
+
+
+class _Latencies:
+    """A histogram family kept as bucket counts by label values, read at scrape time (see _Counts)."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str], buckets: Sequence[float]) -> None:
+        self.name, self.documentation, self.labels = name, documentation, list(labels)
+        self.bounds = tuple(buckets)
+        self._names = [floatToGoString(bound) for bound in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
+        self.values: dict[tuple[str, ...], list[float]] = {}  # per bucket (not cumulative), +Inf, then the sum
+
+    def observe(self, value: float, *labels: str) -> None:
+        row = self.values.get(labels)
+        if row is None:
+            row = self.values[labels] = [0.0] * (len(self.bounds) + 2)
+        row[bisect.bisect_left(self.bounds, value)] += 1  # the first bucket whose bound is >= value
+        row[-1] += value
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labels)]
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        for labels, row in self.values.copy().items():
+            counts = list(itertools.accumulate(row[:-1]))
+            family.add_metric(labels, list(zip(self._names, counts, strict=True)), row[-1])
+        return [family]
 
 
 class Metrics:
@@ -48,35 +95,30 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the output
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.decisions = Counter(
-            "guardrails_decisions", "Decisions by policy and outcome", ["policy", "outcome"], registry=r
-        )
-        self.reasons = Counter(
-            "guardrails_decision_reasons", "Reasons given, by policy", ["policy", "reason"], registry=r
-        )
-        self.fallbacks = Counter("guardrails_fallbacks", "Fallback decisions by cause", ["policy", "cause"], registry=r)
-        self.rule_fires = Counter("guardrails_rule_fires", "Rules that fired", ["policy", "rule", "mode"], registry=r)
+        # the series every decision touches: plain dicts, read at scrape time
+        self.decisions = _Counts("guardrails_decisions", "Decisions by policy and outcome", ["policy", "outcome"])
+        self.reasons = _Counts("guardrails_decision_reasons", "Reasons given, by policy", ["policy", "reason"])
+        self.fallbacks = _Counts("guardrails_fallbacks", "Fallback decisions by cause", ["policy", "cause"])
+        self.rule_fires = _Counts("guardrails_rule_fires", "Rules that fired", ["policy", "rule", "mode"])
+        for family in (self.decisions, self.reasons, self.fallbacks, self.rule_fires):
+            r.register(family)
         self.input_errors = Counter(
             "guardrails_input_errors", "Input validation failures by field", ["policy", "field"], registry=r
         )
-        self.upstream_requests = Counter(
-            "guardrails_upstream_requests", "Model calls by result", ["policy", "status"], registry=r
-        )
+        self.upstream_requests = _Counts("guardrails_upstream_requests", "Model calls by result", ["policy", "status"])
+        r.register(self.upstream_requests)
         self.upstream_retries = Counter("guardrails_upstream_retries", "Retried model calls", ["policy"], registry=r)
-        self.upstream_latency = Histogram(
-            "guardrails_upstream_latency_seconds",
-            "Model call latency, retries included",
-            ["policy"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.upstream_latency = _Latencies(
+            "guardrails_upstream_latency_seconds", "Model call latency, retries included", ["policy"], _LATENCY_BUCKETS
         )
-        self.request_latency = Histogram(
+        self.request_latency = _Latencies(
             "guardrails_request_latency_seconds",
             "Decision request latency inside guardrails",
             ["policy", "endpoint"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            _LATENCY_BUCKETS,
         )
+        r.register(self.upstream_latency)
+        r.register(self.request_latency)
         self.shadow_decisions = Counter(
             "guardrails_shadow_decisions",
             "Shadow policy decisions beside live ones, by live and shadow outcome",
@@ -114,14 +156,6 @@ class Metrics:
         self.circuit_state = Gauge(
             "guardrails_circuit_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["policy"], registry=r
         )
-        # the series every decision touches
-        self._decisions = _Children(self.decisions)
-        self._reasons = _Children(self.reasons)
-        self._fallbacks = _Children(self.fallbacks)
-        self._rule_fires = _Children(self.rule_fires)
-        self._upstream_requests = _Children(self.upstream_requests)
-        self._upstream_latency = _Children(self.upstream_latency)
-        self._request_latency = _Children(self.request_latency)
 
     def record_reload(self, report: ReloadReport) -> None:
         if report.failed:
@@ -146,13 +180,13 @@ class Metrics:
 
     def record_decision(self, decision: Decision) -> None:
         policy = decision.policy
-        self._decisions(policy, decision.outcome).inc()
+        self.decisions.inc(policy, decision.outcome)
         for reason in decision.reasons:
-            self._reasons(policy, reason).inc()
+            self.reasons.inc(policy, reason)
         if decision.fallback is not None:
-            self._fallbacks(policy, decision.fallback).inc()
+            self.fallbacks.inc(policy, decision.fallback)
         for rule in decision.rules:
-            self._rule_fires(policy, rule.name, rule.mode).inc()
+            self.rule_fires.inc(policy, rule.name, rule.mode)
 
     def record_input_errors(self, policy: str, errors: list[FieldError]) -> None:
         # An unknown field's name comes from the caller: never let it become a label value.
@@ -161,14 +195,14 @@ class Metrics:
 
     def record_upstream(self, policy: str, result: UpstreamResult) -> None:
         """One model call. The circuit state gauge is read from the breakers at scrape time instead."""
-        self._upstream_requests(policy, result.status).inc()
+        self.upstream_requests.inc(policy, result.status)
         if result.attempts > 1:
             self.upstream_retries.labels(policy).inc(result.attempts - 1)
         if result.status != "circuit_open":
-            self._upstream_latency(policy).observe(result.latency_ms / 1000)
+            self.upstream_latency.observe(result.latency_ms / 1000, policy)
 
     def record_latency(self, policy: str, endpoint: str, seconds: float) -> None:
-        self._request_latency(policy, endpoint).observe(seconds)
+        self.request_latency.observe(seconds, policy, endpoint)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

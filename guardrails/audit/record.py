@@ -10,7 +10,6 @@ Pure: imports the stdlib and msgspec only (and the decision types).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -109,8 +108,7 @@ def hash_value(value: Any, key: bytes | None) -> str:
     """HMAC-SHA256 of the value's JSON: equal values group together, none can be read back."""
     if key is None:
         raise ValueError("a field is marked `audit: hash` but no audit key is set (GUARDRAILS_AUDIT_KEY)")
-    digest = hmac.new(key, msgspec.json.encode(value), hashlib.sha256).hexdigest()
-    return HASH_PREFIX + digest
+    return HASH_PREFIX + hmac.digest(key, msgspec.json.encode(value), "sha256").hex()  # OpenSSL's one-shot HMAC
 
 
 def is_hashed(value: Any) -> bool:
