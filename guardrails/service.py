@@ -107,6 +107,19 @@ class DecisionService:
 
     async def decide(self, name: str, body: bytes, request_id: str | None) -> Answer:
         """Decide one request: POST /v1/decide/{policy}."""
+        if self.recorder is None:
+            return await self._decide(name, body, request_id)
+        with self.recorder.deciding():
+            return await self._decide(name, body, request_id)
+
+    async def decide_batch(self, name: str, body: bytes, request_id: str | None) -> Answer:
+        """Decide many requests: POST /v1/decide/{policy}/batch, one model call where the protocol allows."""
+        if self.recorder is None:
+            return await self._decide_batch(name, body, request_id)
+        with self.recorder.deciding():
+            return await self._decide_batch(name, body, request_id)
+
+    async def _decide(self, name: str, body: bytes, request_id: str | None) -> Answer:
         started = self.clock()
         found = self._live(name)
         if isinstance(found, Answer):
@@ -239,8 +252,7 @@ class DecisionService:
         )
         return Answer(422, _encode(rejected), (decision_id,))
 
-    async def decide_batch(self, name: str, body: bytes, request_id: str | None) -> Answer:
-        """Decide many requests: POST /v1/decide/{policy}/batch, one model call where the protocol allows."""
+    async def _decide_batch(self, name: str, body: bytes, request_id: str | None) -> Answer:
         started = self.clock()
         found = self._live(name)
         if isinstance(found, Answer):

@@ -29,6 +29,11 @@ class AuditRecorder:
         self.store = store
         self.key = key
         self.wall_ms = wall_ms
+        self._deciding = _Deciding(store)
+
+    def deciding(self) -> _Deciding:
+        """`with recorder.deciding():` around a decision, so the store knows another record is coming."""
+        return self._deciding
 
     def decision(
         self,
@@ -105,3 +110,16 @@ class AuditRecorder:
             log.exception("audit records not committed")
             return False
         return True
+
+
+class _Deciding:
+    """Counts the decisions under way in the store's `deciding` (one object, entered by every request)."""
+
+    def __init__(self, store: AuditStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        self.store.deciding += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.deciding -= 1

@@ -18,6 +18,7 @@ Durability = Literal["sync", "async"]
 
 class AuditStore(Protocol):
     durability: Durability
+    deciding: int  # decisions under way that will append, kept by the service: a store may gather records meanwhile
 
     async def append(self, records: Sequence[AuditRecord]) -> None:
         """Write records; in `sync` durability, return only once they are committed.
@@ -43,6 +44,7 @@ class NullAuditStore:
     """Auditing off: nothing is written, and nothing can be asked."""
 
     durability: Durability = "async"
+    deciding = 0
 
     async def append(self, records: Sequence[AuditRecord]) -> None:
         return None

@@ -6,11 +6,16 @@ that leaked anywhere (the input, an error message, an index) is found.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guardrails.audit.record import hash_value
 from tests.audit_durability.support import (
@@ -95,3 +100,13 @@ def test_serve_refuses_to_start_without_the_audit_key(tmp_path: Path, serve: Ser
     assert code == 2
     assert stderr == MISSING_KEY
     assert not (tmp_path / "audit.db").exists()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=st.binary(min_size=1, max_size=200),  # shorter than, as long as, and longer than SHA-256's 64-byte block
+    value=st.one_of(st.text(), st.integers(), st.floats(allow_nan=False), st.none(), st.lists(st.text(), max_size=3)),
+)
+def test_hash_value_is_hmac_sha256_of_the_json(key: bytes, value: Any) -> None:
+    expected = hmac.new(key, msgspec.json.encode(value), hashlib.sha256).hexdigest()
+    assert hash_value(value, key) == "hmac-sha256:" + expected
