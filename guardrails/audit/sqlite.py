@@ -11,11 +11,12 @@ a crash can lose the records of the last ASYNC_GROUP_WINDOW_S and the batch bein
 A commit costs about as much for one record as for twenty (every table and index a record
 touches is a page written, then an fsync), and left to itself the writer commits as soon as
 anything is queued: under load that was two or three records a commit. So the event loop
-gathers records while more are coming. In `sync` durability a record goes to the writer at
-once when no other decision is under way (a caller alone never waits), and otherwise with
-whatever else arrives within GROUP_WINDOW_S; the service keeps the count of decisions under
-way (`deciding`). In `async` durability nobody waits for the commit: records are gathered
-for ASYNC_GROUP_WINDOW_S.
+gathers records while more are coming. In `sync` durability, what was gathered goes to the
+writer as soon as every decision under way is waiting for its commit (checked once the loop
+has run what is ready, so the requests read in the same turn have started; a caller alone
+never waits), and at the latest GROUP_WINDOW_S after the first record. The service keeps the
+count of decisions under way (`deciding`). In `async` durability nobody waits for the
+commit: records are gathered for ASYNC_GROUP_WINDOW_S.
 
 A batch that cannot be committed (disk full, file unwritable, locked past the busy timeout)
 is rolled back whole and `healthy()` turns False; while that lasts and nothing is queued,
@@ -51,7 +52,7 @@ from guardrails.policy.compile import CompiledPolicy
 
 log = logging.getLogger("guardrails.audit")
 BATCH_MAX = 1024
-GROUP_WINDOW_S = 0.002  # sync: while other decisions are under way, gather records this long (bench_audit.py)
+GROUP_WINDOW_S = 0.002  # sync: gather records at most this long while other decisions are under way
 ASYNC_GROUP_WINDOW_S = 0.05  # async: nobody waits, so gather this long always; a crash can lose as much
 RETRY_S = 1.0  # while the store cannot write and nothing is queued, a probe write this often
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for a lock held by another connection
@@ -90,6 +91,7 @@ class SQLiteAuditStore:
         self._gathered: list[asyncio.Future[None]] = []  # the requests waiting for them (sync)
         self._gathering_loop: asyncio.AbstractEventLoop | None = None
         self._hand_off_timer: asyncio.TimerHandle | None = None
+        self._check_scheduled = False
         self._waiting = 0  # requests waiting for their records' commit
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._healthy = True
@@ -116,12 +118,15 @@ class SQLiteAuditStore:
         if self.durability == "sync":
             done = loop.create_future()
             self._gathered.append(done)
-        alone = self.deciding <= 1 and not self._waiting  # nothing else is coming soon
-        if (done is not None and alone) or len(self._gathering) >= BATCH_MAX:
+        if len(self._gathering) >= BATCH_MAX:
             self._hand_off()
-        elif self._hand_off_timer is None:
-            window = self.group_window_s if done is not None else ASYNC_GROUP_WINDOW_S
-            self._hand_off_timer = loop.call_later(window, self._hand_off)
+        else:
+            if self._hand_off_timer is None:
+                window = self.group_window_s if done is not None else ASYNC_GROUP_WINDOW_S
+                self._hand_off_timer = loop.call_later(window, self._hand_off)
+            if done is not None and not self._check_scheduled:
+                self._check_scheduled = True
+                loop.call_soon(self._hand_off_unless_more_is_coming)
         if done is None:
             return
         self._waiting += 1
@@ -129,6 +134,13 @@ class SQLiteAuditStore:
             await done
         finally:
             self._waiting -= 1
+
+    def _hand_off_unless_more_is_coming(self) -> None:
+        """After the loop's current callbacks (every request read this turn has started): hand off now
+        if every decision under way is waiting for a commit, since no other record is coming."""
+        self._check_scheduled = False
+        if self.deciding <= self._waiting:
+            self._hand_off()
 
     def _hand_off(self) -> None:
         """Queue what the event loop gathered for the writer (on the loop's thread, or once it stopped)."""

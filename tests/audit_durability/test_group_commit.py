@@ -71,6 +71,21 @@ def test_a_decision_alone_is_committed_at_once(tmp_path: Path) -> None:
         assert stored(path) == 1
 
 
+def test_a_group_goes_at_once_when_every_decision_under_way_waits_for_it(tmp_path: Path) -> None:
+    """Nothing else is coming, so nothing is gained by waiting out the window."""
+    path = tmp_path / "audit.db"
+    with open_store(path, "sync", window_s=60.0) as store:
+        recorder = AuditRecorder(store, None, lambda: T0)
+
+        async def decide() -> None:
+            with deciding(recorder, 3):
+                appends = [store.append([record()]) for _ in range(3)]
+                await asyncio.wait_for(asyncio.gather(*appends), timeout=10)
+
+        asyncio.run(decide())
+        assert stored(path) == 3
+
+
 def test_records_are_gathered_while_other_decisions_are_under_way(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
     window_s = 0.5
