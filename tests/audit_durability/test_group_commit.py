@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from guardrails.audit.record import AuditRecord
 from guardrails.audit.recorder import AuditRecorder
 from guardrails.audit.sqlite import SQLiteAuditStore, closing, connect
@@ -57,33 +59,20 @@ def deciding(recorder: AuditRecorder, count: int) -> Iterator[None]:
         yield
 
 
-def test_a_decision_alone_is_committed_at_once(tmp_path: Path) -> None:
-    """With a window of a minute, the lone caller is still answered within seconds."""
+@pytest.mark.parametrize("under_way", [1, 3], ids=["alone", "three"])
+def test_a_group_goes_at_once_when_every_decision_under_way_waits_for_it(tmp_path: Path, under_way: int) -> None:
+    """Nothing else is coming, so with a window of a minute the callers are still answered within seconds."""
     path = tmp_path / "audit.db"
     with open_store(path, "sync", window_s=60.0) as store:
         recorder = AuditRecorder(store, None, lambda: T0)
 
         async def decide() -> None:
-            with recorder.deciding():
-                await asyncio.wait_for(store.append([record()]), timeout=10)
-
-        asyncio.run(decide())
-        assert stored(path) == 1
-
-
-def test_a_group_goes_at_once_when_every_decision_under_way_waits_for_it(tmp_path: Path) -> None:
-    """Nothing else is coming, so nothing is gained by waiting out the window."""
-    path = tmp_path / "audit.db"
-    with open_store(path, "sync", window_s=60.0) as store:
-        recorder = AuditRecorder(store, None, lambda: T0)
-
-        async def decide() -> None:
-            with deciding(recorder, 3):
-                appends = [store.append([record()]) for _ in range(3)]
+            with deciding(recorder, under_way):
+                appends = [store.append([record()]) for _ in range(under_way)]
                 await asyncio.wait_for(asyncio.gather(*appends), timeout=10)
 
         asyncio.run(decide())
-        assert stored(path) == 3
+        assert stored(path) == under_way
 
 
 def test_records_are_gathered_while_other_decisions_are_under_way(tmp_path: Path) -> None:
