@@ -20,6 +20,7 @@ import httpx
 from litestar import Litestar, Request, Response, post
 
 from guardrails.app import build_app
+from guardrails.asgi_front import DecisionFront
 from guardrails.policy.load import load_policy_file
 from guardrails.upstream.http1 import Http1Transport
 from guardrails.upstream.transport import AiohttpTransport, HttpxTransport, Reply, Transport, TransportFailure
@@ -100,6 +101,6 @@ def make_passthrough() -> Litestar:
     return passthrough_app(os.environ["BENCH_UPSTREAM"], make())
 
 
-def make_guardrails() -> Any:
+def make_guardrails() -> DecisionFront:
     policy = load_policy_file(POLICY_FILE)
     return build_app([policy], urls={policy.name: os.environ["BENCH_UPSTREAM"]})

@@ -35,6 +35,7 @@ PREFIX = "/v1/decide/"
 BATCH_SUFFIX = "/batch"
 MAX_REQUEST_ID = 200
 _JSON_HEADER = (b"content-type", b"application/json")
+_READ_HEADERS = frozenset({b"authorization", b"content-length", b"x-request-id"})
 _encode = msgspec.json.Encoder().encode
 
 
@@ -154,9 +155,8 @@ class DecisionFront:
 
 def request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """The request headers this front reads, by lower-case name (the last value wins, as in litestar)."""
-    wanted = {b"authorization", b"content-length", b"x-request-id"}
     found = ((name.lower(), value) for name, value in raw)
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in found if name in wanted}
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in found if name in _READ_HEADERS}
 
 
 def response_for(answer: Answer, caller_id: str | None, extra: list[tuple[bytes, bytes]]) -> Response:

@@ -34,6 +34,7 @@ from guardrails.asgi_front import (
 from guardrails.service import Answer
 
 log = logging.getLogger("guardrails.server")
+_PREFIX_BYTES = PREFIX.encode()
 
 
 class _Answering:
@@ -72,7 +73,7 @@ class DecisionProtocol(HttpToolsProtocol):
             return None
         if self.cycle is not None and not self.cycle.response_complete:
             return None  # pipelined behind an unfinished response: uvicorn queues it
-        if not self.url.startswith(PREFIX.encode()):
+        if not self.url.startswith(_PREFIX_BYTES):
             return None
         path = httptools.parse_url(self.url).path
         if b"%" in path:

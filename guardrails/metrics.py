@@ -42,12 +42,14 @@ class _Counts:
     request. These are incremented on the event loop's thread only, and registered as a custom
     collector, so the exposition is the same text. Label values come from policies (names,
     outcomes, reasons, rules) and a fixed set of statuses, never from a caller, so the dict
-    stays as small as the metric's own series.
+    stays as small as the metric's own series. Registered in `registry` as it is made, as
+    prometheus-client's own types are.
     """
 
-    def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
+    def __init__(self, name: str, documentation: str, labels: Sequence[str], registry: CollectorRegistry) -> None:
         self.name, self.documentation, self.labels = name, documentation, list(labels)
         self.values: dict[tuple[str, ...], float] = {}
+        registry.register(self)
 
     def inc(self, *labels: str, amount: float = 1.0) -> None:
         values = self.values
@@ -66,11 +68,19 @@ class _Counts:
 class _Latencies:
     """A histogram family kept as bucket counts by label values, read at scrape time (see _Counts)."""
 
-    def __init__(self, name: str, documentation: str, labels: Sequence[str], buckets: Sequence[float]) -> None:
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str],
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
         self.name, self.documentation, self.labels = name, documentation, list(labels)
         self.bounds = tuple(buckets)
         self._names = [floatToGoString(bound) for bound in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
         self.values: dict[tuple[str, ...], list[float]] = {}  # per bucket (not cumulative), +Inf, then the sum
+        registry.register(self)
 
     def observe(self, value: float, *labels: str) -> None:
         row = self.values.get(labels)
@@ -96,29 +106,31 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         # the series every decision touches: plain dicts, read at scrape time
-        self.decisions = _Counts("guardrails_decisions", "Decisions by policy and outcome", ["policy", "outcome"])
-        self.reasons = _Counts("guardrails_decision_reasons", "Reasons given, by policy", ["policy", "reason"])
-        self.fallbacks = _Counts("guardrails_fallbacks", "Fallback decisions by cause", ["policy", "cause"])
-        self.rule_fires = _Counts("guardrails_rule_fires", "Rules that fired", ["policy", "rule", "mode"])
-        for family in (self.decisions, self.reasons, self.fallbacks, self.rule_fires):
-            r.register(family)
+        self.decisions = _Counts("guardrails_decisions", "Decisions by policy and outcome", ["policy", "outcome"], r)
+        self.reasons = _Counts("guardrails_decision_reasons", "Reasons given, by policy", ["policy", "reason"], r)
+        self.fallbacks = _Counts("guardrails_fallbacks", "Fallback decisions by cause", ["policy", "cause"], r)
+        self.rule_fires = _Counts("guardrails_rule_fires", "Rules that fired", ["policy", "rule", "mode"], r)
         self.input_errors = Counter(
             "guardrails_input_errors", "Input validation failures by field", ["policy", "field"], registry=r
         )
-        self.upstream_requests = _Counts("guardrails_upstream_requests", "Model calls by result", ["policy", "status"])
-        r.register(self.upstream_requests)
+        self.upstream_requests = _Counts(
+            "guardrails_upstream_requests", "Model calls by result", ["policy", "status"], r
+        )
         self.upstream_retries = Counter("guardrails_upstream_retries", "Retried model calls", ["policy"], registry=r)
         self.upstream_latency = _Latencies(
-            "guardrails_upstream_latency_seconds", "Model call latency, retries included", ["policy"], _LATENCY_BUCKETS
+            "guardrails_upstream_latency_seconds",
+            "Model call latency, retries included",
+            ["policy"],
+            _LATENCY_BUCKETS,
+            r,
         )
         self.request_latency = _Latencies(
             "guardrails_request_latency_seconds",
             "Decision request latency inside guardrails",
             ["policy", "endpoint"],
             _LATENCY_BUCKETS,
+            r,
         )
-        r.register(self.upstream_latency)
-        r.register(self.request_latency)
         self.shadow_decisions = Counter(
             "guardrails_shadow_decisions",
             "Shadow policy decisions beside live ones, by live and shadow outcome",

@@ -1,10 +1,10 @@
 """How bytes reach a model server: one small interface, one pooled client per upstream.
 
-`AiohttpTransport` is the hot path's client (see benchmarks/bench_http_client.py for the
-measurement behind the choice); `HttpxTransport` implements the same interface for
-comparison and for callers that prefer httpx, and `guardrails.upstream.http1.Http1Transport`
-is a leaner one of our own. Failures are values (`TransportFailure`),
-never exceptions, so the caller can map each to a fallback cause.
+`guardrails.upstream.http1.Http1Transport` is the hot path's client (see
+benchmarks/bench_http_client.py for the measurement behind the choice); `AiohttpTransport`
+and `HttpxTransport` implement the same interface, for comparison and for callers that
+prefer those libraries. Failures are values (`TransportFailure`), never exceptions, so the
+caller can map each to a fallback cause.
 """
 
 from __future__ import annotations

@@ -24,8 +24,7 @@ def test_counts_expose_what_a_counter_would(increments: list[tuple[str, str, flo
     disable_created_metrics()  # type: ignore[no-untyped-call]  # as Metrics does
     reference, ours = CollectorRegistry(), CollectorRegistry()
     counter = Counter("things", "Things by a and b", ["a", "b"], registry=reference)
-    counts = _Counts("things", "Things by a and b", ["a", "b"])
-    ours.register(counts)
+    counts = _Counts("things", "Things by a and b", ["a", "b"], ours)
     for a, b, amount in increments:
         counter.labels(a, b).inc(amount)
         counts.inc(a, b, amount=amount)
@@ -38,8 +37,7 @@ def test_latencies_expose_what_a_histogram_would(observations: list[tuple[str, f
     disable_created_metrics()  # type: ignore[no-untyped-call]
     reference, ours = CollectorRegistry(), CollectorRegistry()
     histogram = Histogram("wait_seconds", "Waits", ["policy"], buckets=_LATENCY_BUCKETS, registry=reference)
-    latencies = _Latencies("wait_seconds", "Waits", ["policy"], _LATENCY_BUCKETS)
-    ours.register(latencies)
+    latencies = _Latencies("wait_seconds", "Waits", ["policy"], _LATENCY_BUCKETS, ours)
     for policy, seconds in observations:
         histogram.labels(policy).observe(seconds)
         latencies.observe(seconds, policy)
