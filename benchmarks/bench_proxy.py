@@ -26,7 +26,13 @@ from apps import CLIENTS
 
 P50_BUDGET_MS = 0.5  # guardrails p50 - direct p50, at 1 connection
 THROUGHPUT_TARGET = 0.7  # guardrails / bare passthrough, under load
-AUDIT_MODES = {"off": ["--no-audit"], "sync": ["--audit-durability", "sync"], "async": ["--audit-durability", "async"]}
+AUDIT_MODES = {
+    "off": ["--no-audit"],
+    "sync": ["--audit-durability", "sync"],
+    "async": ["--audit-durability", "async"],
+    "commit": ["--audit-durability", "commit"],
+}
+DEFAULT_AUDIT_MODES = ["off", "sync", "async"]
 
 NGINX_CONF = """daemon off;
 master_process off;
@@ -61,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--client", default="http1", choices=sorted(CLIENTS), help="the passthrough's client")
     parser.add_argument("--connections", type=int, default=32, help="connections under load (default 32)")
     parser.add_argument(
-        "--audit", nargs="+", default=list(AUDIT_MODES), choices=list(AUDIT_MODES), help="audit modes of (c)"
+        "--audit", nargs="+", default=DEFAULT_AUDIT_MODES, choices=list(AUDIT_MODES), help="audit modes of (c)"
     )
     args = parser.parse_args(argv)
     settings = h.QUICK if args.quick else h.FULL

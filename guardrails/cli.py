@@ -76,9 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--audit-durability",
-        choices=["sync", "async"],
+        choices=["sync", "commit", "async"],
         default="sync",
-        help="sync: answer only once the record is committed (default); async: answer at once",
+        help="sync: answer once the record is committed and fsynced, so it survives power loss (default); "
+        "commit: once committed, not fsynced, so it survives a crash of the server, not of the machine; "
+        "async: answer at once",
     )
     serve.set_defaults(run=_serve)
 

@@ -53,7 +53,7 @@ class ExpressionError(GuardrailsError):
 
 
 class AuditUnavailable(GuardrailsError):
-    """The audit store could not commit a record; in sync durability the caller gets a 503."""
+    """The audit store could not commit a record; where callers wait for the commit (sync, commit) they get a 503."""
 
 
 class QueryError(GuardrailsError):

@@ -24,11 +24,7 @@ _decode_record = msgspec.json.Decoder(AuditRecord).decode
 
 
 def chain_hash(prev_hash: str, seq: int, record_json: bytes) -> str:
-    digest = hashlib.sha256()
-    digest.update(prev_hash.encode())
-    digest.update(b"|%d|" % seq)
-    digest.update(record_json)
-    return digest.hexdigest()
+    return hashlib.sha256(b"%s|%d|%s" % (prev_hash.encode(), seq, record_json)).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

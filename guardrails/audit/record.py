@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from guardrails.decide import Decision, RuleFired
-from guardrails.policy.inputs import FieldError, InputField
+from guardrails.decide import RuleFired
+from guardrails.policy.inputs import FieldError, InputField, InputSchema
 
 SCHEMA_VERSION = 1
 MAX_MODEL_OUTPUT_CHARS = 16 * 1024
@@ -67,21 +67,23 @@ class StoredRecord(msgspec.Struct, frozen=True):
     record: AuditRecord
 
 
-def redact(fields: Sequence[InputField], values: Mapping[str, Any], key: bytes | None) -> dict[str, Any]:
+def redact(schema: InputSchema, values: Mapping[str, Any], key: bytes | None) -> dict[str, Any]:
     """The input as the audit log may keep it: `audit: hash` fields keyed-hashed, `drop` fields gone.
 
     Only declared fields are kept: a rejected request's undeclared fields are named in its
-    errors, their values are not stored.
+    errors, their values are not stored. A validated input holds declared fields only, so it
+    is copied whole and only its hashed and dropped fields are touched (once per decision).
     """
-    kept: dict[str, Any] = {}
-    for f in fields:
-        if f.name not in values or f.audit == "drop":
-            continue
-        value = values[f.name]
-        if f.audit == "hash" and value is not None:
-            kept[f.name] = hash_value(value, key)
-        else:
-            kept[f.name] = value
+    if values.keys() <= schema.names:
+        kept = dict(values)
+    else:
+        kept = {name: value for name, value in values.items() if name in schema.names}
+    for name in schema.audit_dropped:
+        kept.pop(name, None)
+    for name in schema.audit_hashed:
+        value = kept.get(name)
+        if value is not None:
+            kept[name] = hash_value(value, key)
     return kept
 
 
@@ -145,55 +147,3 @@ def cap_output(raw: bytes | None) -> tuple[str | None, bool]:
     if len(text) > MAX_MODEL_OUTPUT_CHARS:
         return text[:MAX_MODEL_OUTPUT_CHARS], True
     return text, False
-
-
-def decision_record(
-    decision: Decision,
-    *,
-    decision_id: str,
-    ts_ms: int,
-    endpoint: Literal["decide", "batch"],
-    policy_label: str | None,
-    input: dict[str, Any],
-    model_output: bytes | None,
-    model_status: str,
-    model_http_status: int | None,
-    model_latency_ms: float | None,
-    model_attempts: int,
-    latency_ms: float | None,
-    request_id: str | None,
-    shadow_of: str | None = None,
-    live_decision_id: str | None = None,
-) -> AuditRecord:
-    output, truncated = cap_output(model_output)
-    return AuditRecord(
-        decision_id=decision_id,
-        ts_ms=ts_ms,
-        kind="decision" if shadow_of is None else "shadow",
-        endpoint=endpoint,
-        policy=decision.policy,
-        policy_version=decision.policy_version,
-        policy_label=policy_label,
-        input=input,
-        model_output=output,
-        model_output_truncated=truncated,
-        score=decision.score,
-        confidence=decision.confidence,
-        margin=decision.margin,
-        label=decision.label,
-        outcome=decision.outcome,
-        reasons=decision.reasons,
-        rules=decision.rules,
-        threshold=decision.threshold,
-        fallback=decision.fallback,
-        fallback_detail=decision.fallback_detail,
-        errors=decision.errors,
-        model_status=model_status,
-        model_http_status=model_http_status,
-        model_latency_ms=model_latency_ms,
-        model_attempts=model_attempts,
-        latency_ms=latency_ms,
-        request_id=request_id,
-        shadow_of=shadow_of,
-        live_decision_id=live_decision_id,
-    )

@@ -2,7 +2,7 @@
 
 Holds the redaction key and the wall clock (passed in), so the record builders stay pure.
 `write` answers whether the caller may be answered: False only when the store is in
-`sync` durability and could not commit.
+`sync` or `commit` durability and could not commit.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from guardrails.audit.record import AuditRecord, decision_record, redact, redact_errors
+from guardrails.audit.record import AuditRecord, cap_output, redact, redact_errors
 from guardrails.audit.store import AuditStore
 from guardrails.decide import Decision
 from guardrails.errors import AuditUnavailable
@@ -53,14 +53,29 @@ class AuditRecorder:
         """The record of a decision (fallbacks and shadows included); `model` is the envelope's ModelCall."""
         if decision.errors:  # an `input_invalid` fallback
             decision = msgspec.structs.replace(decision, errors=redact_errors(policy.inputs.fields, decision.errors))
-        return decision_record(
-            decision,
+        output, truncated = cap_output(model_output)
+        return AuditRecord(  # built here, not through a helper: a second call with these keywords costs a few us
             decision_id=decision_id,
             ts_ms=self.wall_ms(),
+            kind="decision" if shadow_of is None else "shadow",
             endpoint=endpoint,
+            policy=decision.policy,
+            policy_version=decision.policy_version,
             policy_label=policy.version,
             input=self._redacted(policy, values),
-            model_output=model_output,
+            model_output=output,
+            model_output_truncated=truncated,
+            score=decision.score,
+            confidence=decision.confidence,
+            margin=decision.margin,
+            label=decision.label,
+            outcome=decision.outcome,
+            reasons=decision.reasons,
+            rules=decision.rules,
+            threshold=decision.threshold,
+            fallback=decision.fallback,
+            fallback_detail=decision.fallback_detail,
+            errors=decision.errors,
             model_status=model.status,
             model_http_status=model.http_status,
             model_latency_ms=model.latency_ms,
@@ -100,7 +115,7 @@ class AuditRecorder:
     def _redacted(self, policy: CompiledPolicy, values: Any) -> dict[str, Any]:
         if not isinstance(values, dict):
             return {}
-        return redact(policy.inputs.fields, values, self.key)
+        return redact(policy.inputs, values, self.key)
 
     async def write(self, records: Sequence[AuditRecord]) -> bool:
         """Append `records`; False when they could not be committed and the caller must not be answered."""

@@ -2,19 +2,24 @@
 
 Decisions queue their records; the writer thread takes everything waiting (up to
 BATCH_MAX records), writes it in one transaction, chains each record's hash to the one
-before, commits, and only then tells the waiting requests. In `sync` durability the
-database runs with `synchronous=FULL`, so a record a caller was answered for has been
-fsynced to the WAL: it survives `kill -9` and, on a disk that honours fsync, power loss.
-In `async` durability the caller is answered at once and `synchronous=NORMAL` is used:
-a crash can lose the records of the last ASYNC_GROUP_WINDOW_S and the batch being written.
+before, commits, and only then tells the waiting requests. What a caller's record then
+survives (SYNCHRONOUS):
+- `sync`: the WAL is fsynced at every commit (`synchronous=FULL`): it survives `kill -9`
+  of the server and, on a disk that honours fsync, power loss.
+- `commit`: the commit has written it to the WAL file (`synchronous=NORMAL`), so it is the
+  kernel's: it survives `kill -9` of the server. SQLite fsyncs the WAL before each
+  checkpoint (about every 1000 pages), so power loss or a kernel crash can lose the commits
+  since the last one; the file stays consistent and its chain verifiable.
+- `async`: the caller is answered at once; a crash can lose the records of the last
+  ASYNC_GROUP_WINDOW_S and the batch being written.
 
 A commit costs about as much for one record as for twenty (every table and index a record
-touches is a page written, then an fsync), and left to itself the writer commits as soon as
-anything is queued: under load that was two or three records a commit. So the event loop
-gathers records while more are coming. In `sync` durability, what was gathered goes to the
-writer as soon as every decision under way is waiting for its commit (checked once the loop
-has run what is ready, so the requests read in the same turn have started; a caller alone
-never waits), and at the latest GROUP_WINDOW_S after the first record. The service keeps the
+touches is a page written, in `sync` then an fsync), and left to itself the writer commits as
+soon as anything is queued: under load that was two or three records a commit. So the event
+loop gathers records while more are coming. Where callers wait (`sync`, `commit`), what was
+gathered goes to the writer as soon as every decision under way is waiting for its commit
+(checked once the loop has run what is ready, so the requests read in the same turn have
+started; a caller alone never waits), and at the latest GROUP_WINDOW_S after the first record. The service keeps the
 count of decisions under way (`deciding`). In `async` durability nobody waits for the
 commit: records are gathered for ASYNC_GROUP_WINDOW_S.
 
@@ -46,7 +51,7 @@ import msgspec
 from guardrails.audit.chain import GENESIS, ChainRow, chain_hash, decision_columns
 from guardrails.audit.record import AuditRecord, StoredRecord
 from guardrails.audit.schema import create_schema
-from guardrails.audit.store import Durability
+from guardrails.audit.store import WAITS_FOR_COMMIT, Durability
 from guardrails.errors import AuditUnavailable
 from guardrails.policy.compile import CompiledPolicy
 
@@ -56,6 +61,7 @@ GROUP_WINDOW_S = 0.002  # sync: gather records at most this long while other dec
 ASYNC_GROUP_WINDOW_S = 0.01  # async: nobody waits, so gather this long always; a crash can lose as much
 RETRY_S = 1.0  # while the store cannot write and nothing is queued, a probe write this often
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for a lock held by another connection
+SYNCHRONOUS: dict[Durability, str] = {"sync": "FULL", "commit": "NORMAL", "async": "NORMAL"}
 
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(AuditRecord).decode
@@ -88,13 +94,14 @@ class SQLiteAuditStore:
         self.group_window_s = group_window_s
         self.deciding = 0  # decisions under way that will append, kept by the service
         self._gathering: list[AuditRecord] = []  # on the event loop, not yet handed to the writer
-        self._gathered: list[asyncio.Future[None]] = []  # the requests waiting for them (sync)
+        self._gathered: list[asyncio.Future[None]] = []  # the requests waiting for them (sync, commit)
         self._gathering_loop: asyncio.AbstractEventLoop | None = None
         self._hand_off_timer: asyncio.TimerHandle | None = None
         self._check_scheduled = False
         self._waiting = 0  # requests waiting for their records' commit
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._healthy = True
+        self.synchronous: int | None = None  # the writer connection's, read back once it runs: 1 NORMAL, 2 FULL
         self._last_error: str | None = None
         connection = connect(self.path, busy_timeout_s=busy_timeout_s)
         try:
@@ -115,7 +122,7 @@ class SQLiteAuditStore:
             self._gathering_loop = loop
         self._gathering.extend(records)
         done: asyncio.Future[None] | None = None
-        if self.durability == "sync":
+        if self.durability in WAITS_FOR_COMMIT:
             done = loop.create_future()
             self._gathered.append(done)
         if len(self._gathering) >= BATCH_MAX:
@@ -231,7 +238,8 @@ class SQLiteAuditStore:
 
     def _run(self) -> None:
         connection = connect(self.path, busy_timeout_s=self.busy_timeout_s)
-        connection.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'sync' else 'NORMAL'}")
+        connection.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.durability]}")
+        self.synchronous = int(connection.execute("PRAGMA synchronous").fetchone()[0])
         try:
             while True:
                 jobs = self._take()

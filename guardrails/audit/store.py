@@ -13,7 +13,13 @@ from guardrails.audit.record import AuditRecord
 from guardrails.errors import AuditUnavailable
 from guardrails.policy.compile import CompiledPolicy
 
-Durability = Literal["sync", "async"]
+# When `append` returns, and what a record then survives:
+#   sync    once committed and fsynced: survives the server's crash (`kill -9`) and, on a disk
+#           that honours fsync, power loss (the default)
+#   commit  once committed to the file, not fsynced: survives the server's crash, not the machine's
+#   async   at once: a crash of the server can lose the records of the last moments
+Durability = Literal["sync", "commit", "async"]
+WAITS_FOR_COMMIT: frozenset[Durability] = frozenset({"sync", "commit"})
 
 
 class AuditStore(Protocol):
@@ -21,9 +27,9 @@ class AuditStore(Protocol):
     deciding: int  # decisions under way that will append, kept by the service: a store may gather records meanwhile
 
     async def append(self, records: Sequence[AuditRecord]) -> None:
-        """Write records; in `sync` durability, return only once they are committed.
+        """Write records; in `sync` and `commit` durability, return only once they are committed.
 
-        Raises AuditUnavailable when they cannot be committed (sync durability only).
+        Raises AuditUnavailable when they cannot be committed (those durabilities only).
         """
         ...
 

@@ -73,6 +73,9 @@ class InputSchema:
         self._post_checked = tuple(f for f in fields if _needs_post_check(f))
         self._int_fields = tuple(f.name for f in fields if f.type == "int")
         self._nan_when_missing = tuple(f.name for f in fields if f.type == "float" and f.optional)
+        self.names = frozenset(self._by_name)
+        self.audit_hashed = tuple(f.name for f in fields if f.audit == "hash")  # what the audit record keeps
+        self.audit_dropped = tuple(f.name for f in fields if f.audit == "drop")
 
     def from_json(self, body: bytes) -> dict[str, Any] | list[FieldError]:
         """Decode and validate a JSON body; raise MalformedBody if it is not JSON."""

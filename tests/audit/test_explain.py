@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 from guardrails.audit import render
 from guardrails.audit.explain import UNKNOWN, Check, Explanation, explain, explain_record
-from guardrails.audit.record import decision_record, redact
+from guardrails.audit.recorder import AuditRecorder
 from guardrails.audit.sqlite import closing, connect
+from guardrails.audit.store import NullAuditStore
 from guardrails.decide import decide_row
+from guardrails.envelope import ModelCall
 from guardrails.policy.compile import CompiledPolicy
 from tests.audit.conftest import AUDIT_KEY, SmallLog, v2_output
 
@@ -216,18 +218,15 @@ def test_the_replay_reaches_the_recorded_decision(policy: CompiledPolicy, values
     validated = policy.inputs.from_mapping(values)
     assert isinstance(validated, dict)
     decision = decide_row(policy, validated, [1 - p_bad, p_bad])
-    record = decision_record(
+    recorder = AuditRecorder(NullAuditStore(), AUDIT_KEY, lambda: 0)
+    record = recorder.decision(
+        policy,
         decision,
         decision_id="d",
-        ts_ms=0,
         endpoint="decide",
-        policy_label=policy.version,
-        input=redact(policy.inputs.fields, validated, AUDIT_KEY),
+        values=validated,
+        model=ModelCall("ok", latency_ms=1.0, http_status=200, attempts=1),
         model_output=None,
-        model_status="ok",
-        model_http_status=200,
-        model_latency_ms=1.0,
-        model_attempts=1,
         latency_ms=1.0,
         request_id=None,
     )

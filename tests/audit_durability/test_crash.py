@@ -1,9 +1,10 @@
 """`kill -9` of the real server under concurrent load: every decision a caller was given is in the audit file.
 
-In `sync` durability a decision is answered only once its record is committed with
-`synchronous=FULL`, so whatever the clients received (200s, batch items, 422 rejections)
-must be in the file after the kill, and the hash chain must verify; restarted on the same
-file, the server continues the chain where it stopped.
+In `sync` durability (the default) a decision is answered only once its record is committed
+and fsynced to the WAL; in `commit` once it is committed, without the fsync, which a crash of
+the process does not need. Either way whatever the clients received (200s, batch items, 422
+rejections) must be in the file after the kill, and the hash chain must verify; restarted on
+the same file, the server continues the chain where it stopped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.audit_durability.support import (
     INVALID,
@@ -92,11 +94,12 @@ def run_load_and_kill(server_url: str, kill: Any) -> Load:
     return load
 
 
+@pytest.mark.parametrize("durability", ["sync", "commit"])
 def test_every_answered_decision_survives_kill_9_and_the_chain_continues_after_restart(
-    tmp_path: Path, serve: ServeFactory
+    tmp_path: Path, serve: ServeFactory, durability: str
 ) -> None:
     audit = tmp_path / "audit.db"
-    server = serve(audit)
+    server = serve(audit, durability=durability)
     load = run_load_and_kill(server.url, server.kill)
 
     assert load.unexpected == []

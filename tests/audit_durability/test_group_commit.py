@@ -59,11 +59,14 @@ def deciding(recorder: AuditRecorder, count: int) -> Iterator[None]:
         yield
 
 
+@pytest.mark.parametrize("durability", ["sync", "commit"])
 @pytest.mark.parametrize("under_way", [1, 3], ids=["alone", "three"])
-def test_a_group_goes_at_once_when_every_decision_under_way_waits_for_it(tmp_path: Path, under_way: int) -> None:
+def test_a_group_goes_at_once_when_every_decision_under_way_waits_for_it(
+    tmp_path: Path, under_way: int, durability: Durability
+) -> None:
     """Nothing else is coming, so with a window of a minute the callers are still answered within seconds."""
     path = tmp_path / "audit.db"
-    with open_store(path, "sync", window_s=60.0) as store:
+    with open_store(path, durability, window_s=60.0) as store:
         recorder = AuditRecorder(store, None, lambda: T0)
 
         async def decide() -> None:
@@ -73,6 +76,16 @@ def test_a_group_goes_at_once_when_every_decision_under_way_waits_for_it(tmp_pat
 
         asyncio.run(decide())
         assert stored(path) == under_way
+
+
+@pytest.mark.parametrize(("durability", "synchronous"), [("sync", 2), ("commit", 1), ("async", 1)])
+def test_the_writer_fsyncs_every_commit_only_in_sync_durability(
+    tmp_path: Path, durability: Durability, synchronous: int
+) -> None:
+    """SQLite's `synchronous` as the writer's connection reads it back: 1 NORMAL (WAL synced at checkpoints), 2 FULL."""
+    with open_store(tmp_path / "audit.db", durability, window_s=0.0) as store:
+        store.flush()
+        assert store.synchronous == synchronous
 
 
 def test_records_are_gathered_while_other_decisions_are_under_way(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrails.audit.record import hash_value
+from guardrails.audit.record import hash_value, redact
+from guardrails.policy.inputs import InputField, InputSchema
 from tests.audit_durability.support import (
     AUDIT_KEY,
     DROPPED_FIELD,
@@ -110,3 +111,35 @@ def test_serve_refuses_to_start_without_the_audit_key(tmp_path: Path, serve: Ser
 def test_hash_value_is_hmac_sha256_of_the_json(key: bytes, value: Any) -> None:
     expected = hmac.new(key, msgspec.json.encode(value), hashlib.sha256).hexdigest()
     assert hash_value(value, key) == "hmac-sha256:" + expected
+
+
+NAMES = ("a", "b", "c", "d", "e")
+KEY = b"redaction-test-key"
+
+
+def redacted_field_by_field(fields: tuple[InputField, ...], values: dict[str, Any]) -> dict[str, Any]:
+    """What `redact` must give, written the plain way: each declared field given, as its `audit` says."""
+    kept: dict[str, Any] = {}
+    for f in fields:
+        if f.name not in values or f.audit == "drop":
+            continue
+        value = values[f.name]
+        kept[f.name] = hash_value(value, KEY) if f.audit == "hash" and value is not None else value
+    return kept
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    audits=st.dictionaries(st.sampled_from(NAMES), st.sampled_from(["keep", "hash", "drop"]), max_size=4),
+    values=st.dictionaries(
+        st.sampled_from([*NAMES, "undeclared"]), st.one_of(st.none(), st.integers(), st.text(max_size=5)), max_size=6
+    ),
+)
+def test_redact_keeps_declared_fields_as_their_audit_says(audits: dict[str, str], values: dict[str, Any]) -> None:
+    """Validated inputs (declared fields only) and raw ones (undeclared fields too) alike."""
+    fields = tuple(
+        InputField(name, "str", False, None, None, None, None, None, audit)  # type: ignore[arg-type]
+        for name, audit in audits.items()
+    )
+    schema = InputSchema("redaction", fields, reject_extra=False)
+    assert redact(schema, values, KEY) == redacted_field_by_field(fields, values)

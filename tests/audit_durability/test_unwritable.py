@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from guardrails.audit.store import Durability
+from guardrails.audit.store import WAITS_FOR_COMMIT, Durability
 from tests.audit_durability.support import (
     INVALID,
     POLICY,
@@ -164,7 +164,7 @@ def test_async_full_disk_answers_and_turns_not_ready(small_disk: Path, tmp_path:
     assert verdict.ok, verdict.problem
 
 
-@pytest.mark.parametrize("durability", ["sync", "async"])
+@pytest.mark.parametrize("durability", ["sync", "commit", "async"])
 def test_a_write_lock_held_elsewhere_makes_the_store_unavailable_until_released(
     tmp_path: Path, policies_dir: Path, durability: Durability
 ) -> None:
@@ -173,7 +173,7 @@ def test_a_write_lock_held_elsewhere_makes_the_store_unavailable_until_released(
         assert_ready(server.url)
         with write_lock(audit):
             during = decide_some(server.url, 2)
-            if durability == "sync":
+            if durability in WAITS_FOR_COMMIT:
                 assert all(refused(r) for r in during), [r.text for r in during]
             else:
                 assert [r.status_code for r in during] == [200, 200]
