@@ -19,9 +19,9 @@ soon as anything is queued: under load that was two or three records a commit. S
 loop gathers records while more are coming. Where callers wait (`sync`, `commit`), what was
 gathered goes to the writer as soon as every decision under way is waiting for its commit
 (checked once the loop has run what is ready, so the requests read in the same turn have
-started; a caller alone never waits), and at the latest GROUP_WINDOW_S after the first record. The service keeps the
-count of decisions under way (`deciding`). In `async` durability nobody waits for the
-commit: records are gathered for ASYNC_GROUP_WINDOW_S.
+started; a caller alone never waits), and at the latest GROUP_WINDOW_S after the first
+record. The service keeps the count of decisions under way (`deciding`). In `async`
+durability nobody waits for the commit: records are gathered for ASYNC_GROUP_WINDOW_S.
 
 A batch that cannot be committed (disk full, file unwritable, locked past the busy timeout)
 is rolled back whole and `healthy()` turns False; while that lasts and nothing is queued,
