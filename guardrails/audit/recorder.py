@@ -1,6 +1,7 @@
 """Between the service and the store: build each decision's audit record and write it.
 
-Holds the redaction key and the wall clock (passed in), so the record builders stay pure.
+Holds the redaction key and the wall clock (passed in); what it builds a record with
+(redaction, the capped model output) stays pure in guardrails.audit.record.
 `write` answers whether the caller may be answered: False only when the store is in
 `sync` or `commit` durability and could not commit.
 """

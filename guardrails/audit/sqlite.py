@@ -57,7 +57,7 @@ from guardrails.policy.compile import CompiledPolicy
 
 log = logging.getLogger("guardrails.audit")
 BATCH_MAX = 1024
-GROUP_WINDOW_S = 0.002  # sync: gather records at most this long while other decisions are under way
+GROUP_WINDOW_S = 0.002  # sync, commit: gather records at most this long while other decisions are under way
 ASYNC_GROUP_WINDOW_S = 0.01  # async: nobody waits, so gather this long always; a crash can lose as much
 RETRY_S = 1.0  # while the store cannot write and nothing is queued, a probe write this often
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for a lock held by another connection

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from guardrails.audit.store import Durability
 from tests.audit_durability.support import (
     INVALID,
     POLICY,
@@ -96,7 +97,7 @@ def run_load_and_kill(server_url: str, kill: Any) -> Load:
 
 @pytest.mark.parametrize("durability", ["sync", "commit"])
 def test_every_answered_decision_survives_kill_9_and_the_chain_continues_after_restart(
-    tmp_path: Path, serve: ServeFactory, durability: str
+    tmp_path: Path, serve: ServeFactory, durability: Durability
 ) -> None:
     audit = tmp_path / "audit.db"
     server = serve(audit, durability=durability)
