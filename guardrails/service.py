@@ -9,10 +9,12 @@ traceback here and never sent to the caller. Nothing here knows about HTTP frame
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +97,10 @@ class DecisionService:
         self.max_batch = max_batch
         self.recorder = recorder
         self.clock = clock
+        # entered around every decision: with the log on, the store counts the decisions under way
+        self._under_way: AbstractContextManager[None] = (
+            contextlib.nullcontext() if recorder is None else recorder.deciding()
+        )
 
     def _live(self, name: str) -> tuple[LivePolicy, tuple[LivePolicy, ...]] | Answer:
         """The live policy named `name` and its shadows, from one snapshot (a reload cannot split them)."""
@@ -107,16 +113,12 @@ class DecisionService:
 
     async def decide(self, name: str, body: bytes, request_id: str | None) -> Answer:
         """Decide one request: POST /v1/decide/{policy}."""
-        if self.recorder is None:
-            return await self._decide(name, body, request_id)
-        with self.recorder.deciding():
+        with self._under_way:
             return await self._decide(name, body, request_id)
 
     async def decide_batch(self, name: str, body: bytes, request_id: str | None) -> Answer:
         """Decide many requests: POST /v1/decide/{policy}/batch, one model call where the protocol allows."""
-        if self.recorder is None:
-            return await self._decide_batch(name, body, request_id)
-        with self.recorder.deciding():
+        with self._under_way:
             return await self._decide_batch(name, body, request_id)
 
     async def _decide(self, name: str, body: bytes, request_id: str | None) -> Answer:
