@@ -8,6 +8,8 @@ caller wait out the window, one that drifted down would commit records one by on
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +18,7 @@ from guardrails.app import build_app
 from guardrails.audit.sqlite import SQLiteAuditStore, closing, connect
 from guardrails.policy.load import load_policy_text
 from guardrails.runner import ServerThread
-from tests.proxy.conftest import LOW_RISK, V2_PATH, RunningModel, credit_policy
+from tests.proxy.conftest import LOW_RISK, SLOW_DELAY_MS, V2_PATH, RunningModel, credit_policy
 
 
 def test_every_kind_of_answer_leaves_the_count_at_zero(tmp_path: Path, models: dict[str, RunningModel]) -> None:
@@ -49,3 +51,35 @@ def test_every_kind_of_answer_leaves_the_count_at_zero(tmp_path: Path, models: d
     with closing(connect(tmp_path / "audit.db", readonly=True)) as connection:
         kinds = dict(connection.execute("SELECT kind, count(*) FROM decisions GROUP BY kind").fetchall())
     assert kinds == {"decision": 4 * 3, "rejected": 4}
+
+
+def test_the_count_is_up_while_a_decision_and_a_batch_wait_for_their_model(
+    tmp_path: Path, models: dict[str, RunningModel]
+) -> None:
+    """Without it the store would hand each record to the writer alone: counted for both endpoints."""
+    store = SQLiteAuditStore(tmp_path / "audit.db", "sync")
+    slow = credit_policy("credit", models["slow"].reset().url + V2_PATH, timeout_ms=int(SLOW_DELAY_MS * 5))
+    app = build_app([load_policy_text(slow)], audit=store)
+    seen: list[int] = []
+
+    def send(server_url: str, path: str, body: object) -> None:
+        httpx.post(server_url + path, json=body, timeout=10).raise_for_status()
+
+    try:
+        with ServerThread(app) as server:
+            senders = [
+                threading.Thread(target=send, args=(server.url, "/v1/decide/credit", LOW_RISK)),
+                threading.Thread(target=send, args=(server.url, "/v1/decide/credit/batch", {"instances": [LOW_RISK]})),
+            ]
+            for sender in senders:
+                sender.start()
+            deadline = time.monotonic() + SLOW_DELAY_MS / 1000 * 0.8  # both are still waiting on the model
+            while time.monotonic() < deadline and store.deciding < 2:
+                time.sleep(0.01)
+            seen.append(store.deciding)
+            for sender in senders:
+                sender.join(10)
+            seen.append(store.deciding)
+    finally:
+        store.close()
+    assert seen == [2, 0]
