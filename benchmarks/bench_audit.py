@@ -46,6 +46,7 @@ from guardrails.audit.sqlite import Rows as StoreRows  # noqa: E402
 from guardrails.audit.sqlite import SQLiteAuditStore, connect  # noqa: E402
 from guardrails.audit.store import Durability  # noqa: E402
 from guardrails.decide import RuleFired  # noqa: E402
+from guardrails.ids import DecisionIds  # noqa: E402
 
 CONNECTIONS = 32
 TASKS = 64
@@ -74,7 +75,12 @@ def median_range(values: Sequence[float]) -> str:
 
 
 def make_records(count: int) -> list[AuditRecord]:
-    """Records shaped like the credit-risk policy's: seven input fields, a v2 output, a reason, sometimes a rule."""
+    """Records shaped like the credit-risk policy's: seven input fields, a v2 output, a reason, sometimes a rule.
+
+    Decision ids are the server's own (UUIDv7, increasing), so their index grows at one end as in
+    the server; random ids would put every record on its own index page.
+    """
+    ids = DecisionIds()
     tensor = '{"name":"predict_proba","shape":[1,2],"datatype":"FP64","data":[0.93,0.07]}'
     output = '{"model_name":"credit","outputs":[' + tensor + "]}"
     now_ms = time.time_ns() // 1_000_000
@@ -87,7 +93,7 @@ def make_records(count: int) -> list[AuditRecord]:
         )
         records.append(
             AuditRecord(
-                decision_id=str(uuid.uuid4()),
+                decision_id=ids.new(),
                 ts_ms=now_ms + i,
                 kind="decision",
                 endpoint="decide",

@@ -422,7 +422,11 @@ class Rows:
         return hash_
 
     def insert(self, connection: sqlite3.Connection, last_ts: int | None) -> None:
-        _insert_rows(connection, "INSERT INTO decisions", self.decisions)
+        # OR ROLLBACK: a conflict (a decision_id stored twice) ends the whole transaction, as a failed
+        # batch does anyway. With the default ABORT, a statement of many rows that can fail midway
+        # keeps a statement journal of every page it touches, which SQLite spills past 64 KiB to a
+        # temporary file: a file created, written and unlinked at every commit.
+        _insert_rows(connection, "INSERT OR ROLLBACK INTO decisions", self.decisions)
         _insert_rows(connection, "INSERT OR IGNORE INTO decision_reasons", self.reasons)  # a reason given twice
         _insert_rows(connection, "INSERT OR IGNORE INTO decision_rules", self.rules)
         _note_time_order(connection, self.decisions, last_ts)

@@ -13,12 +13,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from guardrails.audit.record import AuditRecord
 from guardrails.audit.recorder import AuditRecorder
 from guardrails.audit.sqlite import SQLiteAuditStore, closing, connect
 from guardrails.audit.store import Durability
+from guardrails.audit.verify import verify
+from guardrails.errors import AuditUnavailable
 
 T0 = 1_767_225_600_000
 
@@ -180,3 +183,23 @@ def test_feedback_right_after_an_async_decision_finds_it(tmp_path: Path) -> None
         assert connection.execute("SELECT decision_id, label FROM feedback").fetchall() == [
             (decided.decision_id, "good")
         ]
+
+
+def test_a_batch_that_breaks_a_constraint_is_rolled_back_whole_and_the_chain_goes_on(tmp_path: Path) -> None:
+    """A decision_id stored twice fails its batch: no row of it kept, its callers told; the next batch chains on."""
+    path = tmp_path / "audit.db"
+    with open_store(path, "sync", window_s=0.0) as store:
+        first = record()
+        asyncio.run(store.append([first]))
+        reasoned = [msgspec.structs.replace(record(), reasons=["LOW_RISK"]) for _ in range(300)]  # two statements
+        clash = [*reasoned, msgspec.structs.replace(record(), decision_id=first.decision_id)]
+        with pytest.raises(AuditUnavailable):
+            asyncio.run(store.append(clash))
+        assert not store.healthy()
+        assert stored(path) == 1
+        with closing(connect(path, readonly=True)) as connection:
+            assert connection.execute("SELECT count(*) FROM decision_reasons").fetchone()[0] == 0
+        asyncio.run(store.append([record(), record()]))
+        assert store.healthy()
+        assert stored(path) == 3
+    assert verify(path).ok
