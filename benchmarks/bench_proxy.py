@@ -106,8 +106,21 @@ def _start_passthrough(processes: h.Processes, direct: h.Target, client: str, cp
     return target
 
 
-def start_guardrails(processes: h.Processes, tmp: Path, direct: h.Target, audit: str, cpu: str | None) -> h.Target:
-    """`guardrails serve` on a copy of the credit-risk policy whose upstream url points at `direct`."""
+def start_guardrails(
+    processes: h.Processes,
+    tmp: Path,
+    direct: h.Target,
+    audit: str,
+    cpu: str | None,
+    under: Sequence[str] = (),
+    options: Sequence[str] = (),
+    ready_timeout_s: float = 30.0,
+) -> h.Target:
+    """`guardrails serve` on a copy of the credit-risk policy whose upstream url points at `direct`.
+
+    `under` is a command to run it under and `options` more options for it (valgrind, and no
+    folder checks, for count_audit_instructions.py).
+    """
     folder = tmp / "policies"
     if not folder.exists():
         folder.mkdir()
@@ -120,13 +133,13 @@ def start_guardrails(processes: h.Processes, tmp: Path, direct: h.Target, audit:
         (folder / h.POLICY_FILE.name).write_text(text.replace(original, f"url: {direct.url}"))
     port = h.free_port()
     command = shutil.which("guardrails", path=str(Path(h.PYTHON).parent))
-    serve = [command] if command else [h.PYTHON, "-m", "guardrails"]
+    serve = [command] if command and not under else [*under, h.PYTHON, "-m", "guardrails"]
     argv = [*serve, "serve", "--policies", str(folder), "--port", str(port), "--audit", str(tmp / f"audit-{audit}.db")]
     url = f"http://{h.HOST}:{port}/v1/decide/{h.POLICY_NAME}"
     label = "(c) guardrails serve, no audit" if audit == "off" else f"(c) guardrails serve, audit {audit}"
     target = h.Target(f"guardrails-{audit}", label, url, h.decide_body())
     env = {"GUARDRAILS_AUDIT_KEY": secrets.token_hex(32)}
-    h.check_decision(h.start_app(processes, target, [*argv, *AUDIT_MODES[audit]], cpu, env))
+    h.check_decision(h.start_app(processes, target, [*argv, *AUDIT_MODES[audit], *options], cpu, env, ready_timeout_s))
     return target
 
 

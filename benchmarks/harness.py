@@ -226,10 +226,17 @@ def start_upstream(processes: Processes, cpu: str | None) -> Target:
     return target
 
 
-def start_app(processes: Processes, target: Target, argv: Sequence[str], cpu: str | None, env: dict[str, str]) -> bytes:
+def start_app(
+    processes: Processes,
+    target: Target,
+    argv: Sequence[str],
+    cpu: str | None,
+    env: dict[str, str],
+    ready_timeout_s: float = 30.0,
+) -> bytes:
     """Start the server of `target` and wait until it answers the target's request; its answer."""
     processes.start(target.name, argv, cpu, env)
-    return wait_ready(processes, target.name, target.url, target.body)
+    return wait_ready(processes, target.name, target.url, target.body, ready_timeout_s)
 
 
 def decide_body() -> bytes:
