@@ -6,9 +6,9 @@ bench_audit.py's ratios are wall-clock throughput on a shared machine, whose spe
 to 1.4x between rounds. This runs the same servers (`bench_proxy.start_guardrails`, the body
 with an `audit: hash` field, wrk at 32 connections, the same placement) under valgrind's
 callgrind, one mode after the other, and counts the instructions each thread executes per
-decision while wrk loads it. Over three runs, `off / sync` came out at 0.664 to 0.670, while
-bench_audit's wall-clock ratio for the same code moved between 0.61 and 0.69 over five. `async`
-moved more (0.684 to 0.761), as its batches vary.
+decision while wrk loads it. Two runs of this script gave `off / sync` 0.664 and 0.666, and
+`off / async` 0.684 and 0.683, where bench_audit's wall-clock ratio for the same code moved
+between 0.61 and 0.69 over five runs.
 
 They are not time: the kernel's work is not counted (and the log adds writes and fsyncs),
 nor are cache misses or the cost of two threads taking turns on one core. So the instruction
@@ -59,17 +59,18 @@ def decisions_so_far(metrics_url: str) -> int:
 def count(mode: str, seconds: int, where: h.Placement) -> Count:
     """Start one server under callgrind with instrumentation off, load it, and count one window of load.
 
-    The server also works on timers (the policy folder checked every second, the drift windows
-    judged every five), and under callgrind a decision takes 50 times longer, so those would
-    weigh 50 times more per decision than in a real run. So an idle window is counted after the
-    loaded one, and its instructions per second are taken off, for each thread.
+    The server also works on timers, and under callgrind a decision takes 50 times longer, so
+    they would weigh 50 times more per decision than in a real run. The policy folder is not
+    checked (`--reload-interval 0`); for the rest (the drift windows judged every five seconds,
+    the server's clock), an idle window is counted after the loaded one, and its instructions
+    per second are taken off, for each thread.
     """
     with h.run_directory() as (tmp, processes):
         model = h.start_upstream(processes, where.upstream)
         out = tmp / "callgrind.out"
         under = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes"]
         under.append(f"--callgrind-out-file={out}")
-        options = ["--reload-interval", "0"]  # no policy folder checks: timers would weigh 50 times more here
+        options = ["--reload-interval", "0"]
         target = bp.start_guardrails(processes, tmp, model, mode, where.server, under, options, ready_timeout_s=300)
         target = dataclasses.replace(target, body=BODY)
         pid = str(processes.pid(target.name))

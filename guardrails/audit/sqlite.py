@@ -424,8 +424,8 @@ class Rows:
     def insert(self, connection: sqlite3.Connection, last_ts: int | None) -> None:
         # OR ROLLBACK: a conflict (a decision_id stored twice) ends the whole transaction, as a failed
         # batch does anyway. With the default ABORT, a statement of many rows that can fail midway
-        # keeps a statement journal of every page it touches, which SQLite spills past 64 KiB to a
-        # temporary file: a file created, written and unlinked at every commit.
+        # keeps a statement journal: a copy of every page it touches, which SQLite moves to a
+        # temporary file (created, written, unlinked) past 64 KiB: half the commits of 32 records.
         _insert_rows(connection, "INSERT OR ROLLBACK INTO decisions", self.decisions)
         _insert_rows(connection, "INSERT OR IGNORE INTO decision_reasons", self.reasons)  # a reason given twice
         _insert_rows(connection, "INSERT OR IGNORE INTO decision_rules", self.rules)
