@@ -57,9 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             [", ".join(f"{name} {version(name)}" for name in names), *missing, _upstream_note()],
         )
         samples = h.measure(gen, processes, targets, LEVELS, settings)
-        fallbacks = {
-            t.name: h.fallback_count(t.url.replace(f"/v1/decide/{h.POLICY_NAME}", "/metrics")) for t in targets
-        }
+        fallbacks = {t.name: h.fallback_count(h.metrics_url(t)) for t in targets}
     for connections in LEVELS:
         print(f"\n{connections} connection{'s' if connections > 1 else ''}")
         h.table(targets, samples, connections)

@@ -234,7 +234,7 @@ def bench_proxy(settings: Settings) -> None:
         ]
         gen = h.LoadGenerator(tmp, where.load)
         samples = h.measure(gen, processes, targets, [CONNECTIONS], run)
-        fallbacks = sum(h.fallback_count(t.url.replace("/v1/decide/credit-risk", "/metrics")) for t in targets)
+        fallbacks = sum(h.fallback_count(h.metrics_url(t)) for t in targets)
     print(f"\n2. Proxy throughput: POST /v1/decide/credit-risk, {gen.describe()}, {CONNECTIONS} connections")
     print(f"   {where.describe()}; median of {settings.rounds} rounds [min .. max], modes interleaved")
     runs = {mode: samples[(f"guardrails-{mode}", CONNECTIONS)] for mode in MODES}

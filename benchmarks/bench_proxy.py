@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "guardrails proxy benchmark: direct vs passthrough vs guardrails vs nginx", gen, where, settings, notes
         )
         samples = h.measure(gen, processes, targets, levels, settings)
-        fallbacks = {t.name: h.fallback_count(_metrics_url(t)) for t in guarded}
+        fallbacks = {t.name: h.fallback_count(h.metrics_url(t)) for t in guarded}
     verdicts = _report(samples, targets, guarded, levels)
     print(f"\nfallback decisions during the run (should be 0): {fallbacks}")
     print(f"targets: {sum(verdicts)} of {len(verdicts)} PASS")
@@ -156,10 +156,6 @@ def _start_nginx(processes: h.Processes, tmp: Path, direct: h.Target, cpu: str |
         processes, target, [nginx, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "nginx-error.log")], cpu, {}
     )
     return target
-
-
-def _metrics_url(target: h.Target) -> str:
-    return target.url.replace(f"/v1/decide/{h.POLICY_NAME}", "/metrics")
 
 
 def _report(

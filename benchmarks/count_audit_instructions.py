@@ -40,6 +40,7 @@ from bench_audit import BODY, CONNECTIONS
 
 WARMUP_S = 10
 IDLE_S = 10
+DECISIONS = "guardrails_decisions_total"  # every outcome, fallbacks included
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,13 +53,6 @@ class Count:
     @property
     def total(self) -> int:
         return sum(self.per_thread)
-
-
-def decisions_so_far(metrics_url: str) -> int:
-    """Decisions the server made so far, from its /metrics (every outcome, fallbacks included)."""
-    _, text = h.get(metrics_url)
-    lines = text.decode().splitlines()
-    return round(sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("guardrails_decisions_total{")))
 
 
 def count(mode: str, seconds: int, where: h.Placement) -> Count:
@@ -79,17 +73,17 @@ def count(mode: str, seconds: int, where: h.Placement) -> Count:
         target = bp.start_guardrails(processes, tmp, model, mode, where.server, under, options, ready_timeout_s=300)
         target = dataclasses.replace(target, body=BODY)
         pid = str(processes.pid(target.name))
-        metrics = target.url.replace(f"/v1/decide/{h.POLICY_NAME}", "/metrics")
+        metrics = h.metrics_url(target)
         gen = h.LoadGenerator(tmp, where.load)
         gen.run(target, CONNECTIONS, WARMUP_S)
         time.sleep(1)  # idle again: the window holds whole decisions only
-        before = decisions_so_far(metrics)
+        before = h.counter_total(metrics, DECISIONS)
         subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
         started = time.monotonic()
         gen.run(target, CONNECTIONS, seconds)
         time.sleep(1)
         loaded_s = _dump(pid) - started
-        decisions = decisions_so_far(metrics) - before
+        decisions = round(h.counter_total(metrics, DECISIONS) - before)
         time.sleep(IDLE_S)
         idle_s = _dump(pid) - started - loaded_s
         subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)

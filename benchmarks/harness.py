@@ -295,14 +295,21 @@ def check_decision(answer: bytes) -> None:
         raise RuntimeError(f"guardrails did not decide from the model: {answer[:300]!r}")
 
 
-def fallback_count(metrics_url: str) -> float:
-    """Fallback decisions so far, read from the server's /metrics."""
-    _, text = get(metrics_url)
-    total = 0.0
-    for line in text.decode().splitlines():
-        if line.startswith("guardrails_fallbacks_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def metrics_url(target: Target) -> str:
+    """The /metrics of the guardrails server behind `target`."""
+    return target.url.replace(f"/v1/decide/{POLICY_NAME}", "/metrics")
+
+
+def counter_total(url: str, name: str) -> float:
+    """The sum of a counter's series (every label set), read from the server's /metrics at `url`."""
+    _, text = get(url)
+    prefix = name + "{"
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.decode().splitlines() if line.startswith(prefix))
+
+
+def fallback_count(url: str) -> float:
+    """Fallback decisions so far, read from the server's /metrics at `url`."""
+    return counter_total(url, "guardrails_fallbacks_total")
 
 
 # load generation ------------------------------------------------------------------------------------------------
