@@ -115,12 +115,15 @@ def start_guardrails(
     under: Sequence[str] = (),
     options: Sequence[str] = (),
     ready_timeout_s: float = 30.0,
+    name: str | None = None,
 ) -> h.Target:
     """`guardrails serve` on a copy of the credit-risk policy whose upstream url points at `direct`.
 
     `under` is a command to run it under and `options` more options for it (valgrind, and no
-    folder checks, for count_audit_instructions.py).
+    folder checks, for count_audit_instructions.py). `name` tells apart servers of one `audit`
+    mode (bench_audit_floor.py's stand-ins); it names the target and the audit file.
     """
+    name = name or audit
     folder = tmp / "policies"
     if not folder.exists():
         folder.mkdir()
@@ -134,10 +137,10 @@ def start_guardrails(
     port = h.free_port()
     command = shutil.which("guardrails", path=str(Path(h.PYTHON).parent))
     serve = [command] if command and not under else [*under, h.PYTHON, "-m", "guardrails"]
-    argv = [*serve, "serve", "--policies", str(folder), "--port", str(port), "--audit", str(tmp / f"audit-{audit}.db")]
+    argv = [*serve, "serve", "--policies", str(folder), "--port", str(port), "--audit", str(tmp / f"audit-{name}.db")]
     url = f"http://{h.HOST}:{port}/v1/decide/{h.POLICY_NAME}"
     label = "(c) guardrails serve, no audit" if audit == "off" else f"(c) guardrails serve, audit {audit}"
-    target = h.Target(f"guardrails-{audit}", label, url, h.decide_body())
+    target = h.Target(f"guardrails-{name}", label, url, h.decide_body())
     env = {"GUARDRAILS_AUDIT_KEY": secrets.token_hex(32)}
     h.check_decision(h.start_app(processes, target, [*argv, *AUDIT_MODES[audit], *options], cpu, env, ready_timeout_s))
     return target

@@ -1,0 +1,173 @@
+"""How low the audit log's cost could go with any store: the proxy with its writer replaced by stand-ins.
+
+    python benchmarks/bench_audit_floor.py           # about 3 minutes
+    python benchmarks/bench_audit_floor.py --quick   # a smoke test, noisy figures
+
+bench_audit.py's target is about the real store. This asks what a better store could reach at
+best. It runs `guardrails serve` with audit off, with the real store in `sync`, and in `sync`
+with the store's writer (`SQLiteAuditStore._write`, the part that runs on the writer thread)
+replaced by stand-ins that each do a little more of what any store must do:
+
+- `handoff`: answers the waiting requests at once, writing nothing. What is left is building
+  the records on the event loop, gathering them, handing them to the writer thread and waiting.
+- `encode`: also encodes every record and chains its hash, as the store does before writing.
+- `write`: also writes the batch's records to a plain file, in one `pwrite` into space written
+  before (as SQLite's WAL reuses its file): what survives `kill -9`, with no index to query.
+- `fsync`: also `fdatasync`s that file before answering, as `sync` does: what survives power
+  loss. No SQLite layout can cost less than this while it writes and fsyncs the same records.
+
+Everything else is the real server: bench_proxy's placement (the proxy alone on one core), wrk
+at 32 connections, the body with an `audit: hash` field, as bench_audit's proxy part. The
+stand-ins are for measuring only: the server runs them through this file's `--serve`, which
+replaces the writer and then runs the guardrails CLI in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sqlite3
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import bench_proxy as bp  # noqa: E402
+import harness as h  # noqa: E402
+from bench_audit import BODY, CONNECTIONS, TARGET  # noqa: E402
+
+STAND_INS = ("handoff", "encode", "write", "fsync")
+FILE_BYTES = 8 << 20  # the stand-in file's space, written once, then reused from the start like a WAL
+FULL = h.Settings(rounds=12, seconds=2, warmup_seconds=1)
+QUICK = h.Settings(rounds=1, seconds=1, warmup_seconds=1)
+
+
+# ---- the stand-in writers (in the server's process) ----------------------------------------------------------
+
+
+def stand_in(name: str) -> Callable[[Any, Any, list[Any]], None]:
+    """A replacement for `SQLiteAuditStore._write(connection, jobs)` doing the steps up to `name`."""
+    from guardrails.audit.sqlite import Rows, _settle
+
+    steps = STAND_INS.index(name)
+    space: dict[str, int] = {}
+    counted = {"batches": 0, "records": 0}
+
+    def write(store: Any, connection: Any, jobs: list[Any]) -> None:
+        counted["batches"] += 1
+        counted["records"] += sum(len(job.records) for job in jobs)
+        if counted["batches"] % 64 == 0:  # for the report: how many records a batch carried
+            Path(f"{store.path}.batches").write_text(f"{counted['batches']} {counted['records']}")
+        if steps >= 1:
+            rows, seq, prev = Rows(), store._head_seq, store._head_hash
+            for job in jobs:
+                for record in job.records:
+                    seq += 1
+                    prev = rows.add(seq, prev, record)
+            store._head_seq, store._head_hash = seq, prev
+            if steps >= 2 and rows.decisions:
+                if not space:
+                    space["fd"] = os.open(f"{store.path}.{name}", os.O_RDWR | os.O_CREAT, 0o600)
+                    os.pwrite(space["fd"], bytes(FILE_BYTES), 0)
+                    os.fsync(space["fd"])
+                    space["at"] = 0
+                data = b"\n".join(row[9] for row in rows.decisions)  # each record's JSON, as the store keeps it
+                if space["at"] + len(data) > FILE_BYTES:
+                    space["at"] = 0
+                os.pwrite(space["fd"], data, space["at"])
+                space["at"] += len(data)
+                if steps >= 3:
+                    os.fdatasync(space["fd"])
+        _settle(jobs, None)
+
+    return write
+
+
+def serve(name: str, command: Sequence[str]) -> int:
+    """Run `command` (`python -m guardrails ...`) in this process, the store's writer replaced by `name`."""
+    if list(command[1:3]) != ["-m", "guardrails"]:
+        raise SystemExit(f"--serve runs `python -m guardrails ...`, not {' '.join(command)}")
+    from guardrails.audit.sqlite import SQLiteAuditStore
+    from guardrails.cli import main
+
+    SQLiteAuditStore._write = stand_in(name)  # type: ignore[method-assign,assignment]
+    return main(list(command[3:]))
+
+
+# ---- the benchmark -------------------------------------------------------------------------------------------
+
+
+def bench(settings: h.Settings) -> None:
+    where = h.placement()
+    with h.run_directory() as (tmp, processes):
+        model = h.start_upstream(processes, where.upstream)
+        targets = [
+            dataclasses.replace(bp.start_guardrails(processes, tmp, model, mode, where.server), body=BODY)
+            for mode in ("off", "sync")
+        ]
+        for name in STAND_INS:
+            under = (h.PYTHON, str(Path(__file__).resolve()), "--serve", name, "--")
+            target = bp.start_guardrails(processes, tmp, model, "sync", where.server, under=under, name=f"sync-{name}")
+            targets.append(dataclasses.replace(target, body=BODY, label=f"sync, writer stand-in `{name}`"))
+        gen = h.LoadGenerator(tmp, where.load)
+        samples = h.measure(gen, processes, targets, [CONNECTIONS], settings)
+        fallbacks = sum(h.fallback_count(h.metrics_url(t)) for t in targets)
+        per_batch = records_per_batch(tmp)
+    print(f"Audit cost floor: POST /v1/decide/credit-risk, {gen.describe()}, {CONNECTIONS} connections")
+    print(f"{where.describe()}; {settings.rounds} rounds x {settings.seconds} s, servers interleaved")
+    print("a ratio is the median of per-round ratios to audit off [min .. max]")
+    runs = {t.name: samples[(t.name, CONNECTIONS)] for t in targets}
+    off = runs[targets[0].name]
+    for target in targets:
+        run = runs[target.name]
+        ratios = [s.rps / o.rps for s, o in zip(run, off, strict=True)]
+        rates = [s.rps for s in run]
+        cpu = statistics.median(s.cpu_us for s in run)
+        label = "audit off" if target is targets[0] else target.label.removeprefix("(c) guardrails serve, ")
+        batch = per_batch.get(target.name.removeprefix("guardrails-"))
+        print(
+            f"  {label:<32} {statistics.median(rates):>8,.0f} requests/s  CPU {cpu:>4,.0f} us/request"
+            f"  ratio {statistics.median(ratios):.2f} [{min(ratios):.2f} .. {max(ratios):.2f}]"
+            + ("" if batch is None else f"  {batch:.1f} records a batch")
+        )
+    errors = sum(s.errors for run in runs.values() for s in run)
+    if errors or fallbacks:
+        print(f"  WARNING: {errors} answers were not 2xx, {fallbacks:.0f} were fallbacks")
+    print(f"  bench_audit's target for sync: >= {TARGET}; the `fsync` stand-in bounds what any store can reach")
+
+
+def records_per_batch(tmp: Path) -> dict[str, float]:
+    """Per stand-in, the records a batch carried; checks that the real store wrote records and no stand-in did."""
+    per_batch: dict[str, float] = {}
+    for name in ("sync", *(f"sync-{n}" for n in STAND_INS)):
+        audit = tmp / f"audit-{name}.db"
+        with sqlite3.connect(f"file:{audit}?mode=ro", uri=True) as connection:
+            stored = connection.execute("SELECT count(*) FROM decisions").fetchone()[0]
+        if (stored > 0) != (name == "sync"):
+            raise AssertionError(f"{audit.name} holds {stored} records: the server did not run the writer it names")
+        counts = Path(f"{audit}.batches")  # written every 64 batches: absent after a very short run
+        if name != "sync" and counts.exists():
+            batches, records = map(int, counts.read_text().split())
+            per_batch[name] = records / batches
+    return per_batch
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--serve"]:
+        if len(args) < 4 or args[1] not in STAND_INS or args[2] != "--":
+            raise SystemExit(f"usage: --serve {{{','.join(STAND_INS)}}} -- python -m guardrails ...")
+        return serve(args[1], args[3:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke test: one short round")
+    bench(QUICK if parser.parse_args(args).quick else FULL)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
