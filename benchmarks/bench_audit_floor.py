@@ -4,9 +4,10 @@
     python benchmarks/bench_audit_floor.py --quick   # a smoke test, noisy figures
 
 bench_audit.py's target is about the real store. This asks what a better store could reach at
-best. It runs `guardrails serve` with audit off, with the real store in `sync`, and in `sync`
-with the store's writer (`SQLiteAuditStore._write`, the part that runs on the writer thread)
-replaced by stand-ins that each do a little more of what any store must do:
+best. It runs `guardrails serve` with audit off, with the real store in `sync` and in `commit`
+(not fsynced: to set beside the `write` stand-in), and in `sync` with the store's writer
+(`SQLiteAuditStore._write`, the part that runs on the writer thread) replaced by stand-ins
+that each do a little more of what any store must do:
 
 - `handoff`: answers the waiting requests at once, writing nothing. What is left is building
   the records on the event loop, gathering them, handing them to the writer thread and waiting.
@@ -43,6 +44,7 @@ from bench_audit import BODY, CONNECTIONS, TARGET  # noqa: E402
 
 STAND_INS = ("handoff", "encode", "write", "fsync")
 FILE_BYTES = 8 << 20  # the stand-in file's space, written once, then reused from the start like a WAL
+RECORD_JSON = 9  # in a row of `Rows.decisions`: seq, the eight queried columns, the record's JSON, prev_hash, hash
 FULL = h.Settings(rounds=12, seconds=2, warmup_seconds=1)
 QUICK = h.Settings(rounds=1, seconds=1, warmup_seconds=1)
 
@@ -76,7 +78,7 @@ def stand_in(name: str) -> Callable[[Any, Any, list[Any]], None]:
                     os.pwrite(space["fd"], bytes(FILE_BYTES), 0)
                     os.fsync(space["fd"])
                     space["at"] = 0
-                data = b"\n".join(row[9] for row in rows.decisions)  # each record's JSON, as the store keeps it
+                data = b"\n".join(row[RECORD_JSON] for row in rows.decisions)
                 if space["at"] + len(data) > FILE_BYTES:
                     space["at"] = 0
                 os.pwrite(space["fd"], data, space["at"])
@@ -108,7 +110,7 @@ def bench(settings: h.Settings) -> None:
         model = h.start_upstream(processes, where.upstream)
         targets = [
             dataclasses.replace(bp.start_guardrails(processes, tmp, model, mode, where.server), body=BODY)
-            for mode in ("off", "sync")
+            for mode in ("off", "sync", "commit")
         ]
         for name in STAND_INS:
             under = (h.PYTHON, str(Path(__file__).resolve()), "--serve", name, "--")
