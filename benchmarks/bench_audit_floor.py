@@ -26,6 +26,7 @@ replaces the writer and then runs the guardrails CLI in the same process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sqlite3
@@ -119,6 +120,7 @@ def bench(settings: h.Settings) -> None:
         gen = h.LoadGenerator(tmp, where.load)
         samples = h.measure(gen, processes, targets, [CONNECTIONS], settings)
         fallbacks = sum(h.fallback_count(h.metrics_url(t)) for t in targets)
+        check_writers(tmp)
         per_batch = records_per_batch(tmp)
     print(f"Audit cost floor: POST /v1/decide/credit-risk, {gen.describe()}, {CONNECTIONS} connections")
     print(f"{where.describe()}; {settings.rounds} rounds x {settings.seconds} s, servers interleaved")
@@ -143,19 +145,24 @@ def bench(settings: h.Settings) -> None:
     print(f"  bench_audit's target for sync: >= {TARGET}; the `fsync` stand-in bounds what any store can reach")
 
 
-def records_per_batch(tmp: Path) -> dict[str, float]:
-    """Per stand-in, the records a batch carried; checks that the real store wrote records and no stand-in did."""
-    per_batch: dict[str, float] = {}
+def check_writers(tmp: Path) -> None:
+    """The real store wrote records and no stand-in did: each server ran the writer it names."""
     for name in ("sync", *(f"sync-{n}" for n in STAND_INS)):
         audit = tmp / f"audit-{name}.db"
-        with sqlite3.connect(f"file:{audit}?mode=ro", uri=True) as connection:
+        with contextlib.closing(sqlite3.connect(f"file:{audit}?mode=ro", uri=True)) as connection:
             stored = connection.execute("SELECT count(*) FROM decisions").fetchone()[0]
         if (stored > 0) != (name == "sync"):
             raise AssertionError(f"{audit.name} holds {stored} records: the server did not run the writer it names")
-        counts = Path(f"{audit}.batches")  # written every 64 batches: absent after a very short run
-        if name != "sync" and counts.exists():
+
+
+def records_per_batch(tmp: Path) -> dict[str, float]:
+    """Per stand-in, the records a batch carried, from the counts it writes every 64 batches."""
+    per_batch: dict[str, float] = {}
+    for name in STAND_INS:
+        counts = tmp / f"audit-sync-{name}.db.batches"
+        if counts.exists():  # absent after a very short run
             batches, records = map(int, counts.read_text().split())
-            per_batch[name] = records / batches
+            per_batch[f"sync-{name}"] = records / batches
     return per_batch
 
 
