@@ -1,6 +1,6 @@
 """How low the audit log's cost could go with any store: the proxy with its writer replaced by stand-ins.
 
-    python benchmarks/bench_audit_floor.py           # about 3 minutes
+    python benchmarks/bench_audit_floor.py           # about 4 minutes
     python benchmarks/bench_audit_floor.py --quick   # a smoke test, noisy figures
 
 bench_audit.py's target is about the real store. This asks what a better store could reach at
@@ -17,6 +17,13 @@ that each do a little more of what any store must do:
 - `fsync`: also `fdatasync`s that file before answering, as `sync` does: what survives power
   loss. No SQLite layout can cost less than this while it writes and fsyncs the same records.
 
+Beside them, two other layouts of the real store, in `sync`:
+- `table`: the `decisions` table alone: no index (not even `decision_id`'s), no reasons or
+  rules rows. SQLite with nothing to query but the log in order.
+- `deferred`: the same on every commit, and every DEFERRED_EVERY records, in bulk, what queries
+  read: the queried columns copied into a side table carrying `decisions`' indexes, and the
+  reasons and rules rows. What a store that indexes behind the log, in large batches, could reach.
+
 Everything else is the real server: bench_proxy's placement (the proxy alone on one core), wrk
 at 32 connections, the body with an `audit: hash` field, as bench_audit's proxy part. The
 stand-ins are for measuring only: the server runs them through this file's `--serve`, which
@@ -29,6 +36,7 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import re
 import sqlite3
 import statistics
 import sys
@@ -44,6 +52,8 @@ import harness as h  # noqa: E402
 from bench_audit import BODY, CONNECTIONS, TARGET  # noqa: E402
 
 STAND_INS = ("handoff", "encode", "write", "fsync")
+STORE_VARIANTS = ("table", "deferred")  # the real writer on another layout
+VARIANTS = (*STAND_INS, *STORE_VARIANTS)  # what `--serve` runs
 FILE_BYTES = 8 << 20  # the stand-in file's space, written once, then reused from the start like a WAL
 RECORD_JSON = 9  # in a row of `Rows.decisions`: seq, the eight queried columns, the record's JSON, prev_hash, hash
 FULL = h.Settings(rounds=12, seconds=2, warmup_seconds=1)
@@ -91,14 +101,70 @@ def stand_in(name: str) -> Callable[[Any, Any, list[Any]], None]:
     return write
 
 
+DEFERRED_EVERY = 512  # `deferred`: records between two fillings of the side table and the reasons and rules
+_SIDE_TABLE = """
+CREATE TABLE IF NOT EXISTS decision_index (
+    seq INTEGER PRIMARY KEY, decision_id TEXT NOT NULL UNIQUE, ts_ms INTEGER NOT NULL, policy TEXT NOT NULL,
+    outcome TEXT, fallback TEXT, request_id TEXT
+);
+"""
+
+
+def store_variant(name: str) -> None:
+    """Make the real store write the `decisions` table alone (`table`), or index it in bulk (`deferred`).
+
+    `table`: no index on `decisions` (not even `decision_id`'s), no reasons or rules rows.
+    `deferred`: the same on every commit; then, in the commit that brings DEFERRED_EVERY records
+    since the last filling, what queries read: the queried columns copied into a side table that
+    carries `decisions`' indexes (one INSERT ... SELECT), and the reasons and rules rows kept
+    since (in memory: enough to measure what the indexes cost in bulk, not a store).
+    """
+    from guardrails.audit import schema, sqlite
+
+    unique = "decision_id TEXT NOT NULL UNIQUE,"
+    if unique not in schema.SCHEMA or "ON decisions (" not in schema.SCHEMA:
+        raise RuntimeError("the store's SCHEMA changed: update bench_audit_floor.store_variant")
+    bare = schema.SCHEMA.replace(unique, "decision_id TEXT NOT NULL,")
+    if name == "table":
+        bare = re.sub(r"CREATE INDEX IF NOT EXISTS [^;]*;", "", bare)
+    else:
+        bare = _SIDE_TABLE + bare.replace("ON decisions (", "ON decision_index (")
+    pending: dict[str, list[tuple[Any, ...]]] = {"reasons": [], "rules": []}
+
+    def create_schema(connection: sqlite3.Connection) -> bool:
+        connection.executescript(bare)
+        return False
+
+    def insert(rows: sqlite.Rows, connection: sqlite3.Connection, last_ts: int | None) -> None:
+        sqlite._insert_rows(connection, "INSERT OR ROLLBACK INTO decisions", rows.decisions)
+        if name == "table":
+            return
+        pending["reasons"] += rows.reasons
+        pending["rules"] += rows.rules
+        indexed = connection.execute("SELECT coalesce(max(seq), 0) FROM decision_index").fetchone()[0]
+        if rows.decisions[-1][0] - indexed < DEFERRED_EVERY:
+            return
+        columns = "seq, decision_id, ts_ms, policy, outcome, fallback, request_id"
+        connection.execute(f"INSERT INTO decision_index SELECT {columns} FROM decisions WHERE seq > ?", (indexed,))
+        sqlite._insert_rows(connection, "INSERT OR IGNORE INTO decision_reasons", pending["reasons"])
+        sqlite._insert_rows(connection, "INSERT OR IGNORE INTO decision_rules", pending["rules"])
+        pending["reasons"], pending["rules"] = [], []
+
+    sqlite.create_schema = create_schema  # type: ignore[assignment]
+    sqlite.Rows.insert = insert  # type: ignore[method-assign]
+
+
 def serve(name: str, command: Sequence[str]) -> int:
-    """Run `command` (`python -m guardrails ...`) in this process, the store's writer replaced by `name`."""
+    """Run `command` (`python -m guardrails ...`) in this process, with the store changed as `name` says."""
     if list(command[1:3]) != ["-m", "guardrails"]:
         raise SystemExit(f"--serve runs `python -m guardrails ...`, not {' '.join(command)}")
     from guardrails.audit.sqlite import SQLiteAuditStore
     from guardrails.cli import main
 
-    SQLiteAuditStore._write = stand_in(name)  # type: ignore[method-assign,assignment]
+    if name in STORE_VARIANTS:
+        store_variant(name)
+    else:
+        SQLiteAuditStore._write = stand_in(name)  # type: ignore[method-assign,assignment]
     return main(list(command[3:]))
 
 
@@ -117,6 +183,10 @@ def bench(settings: h.Settings) -> None:
             under = (h.PYTHON, str(Path(__file__).resolve()), "--serve", name, "--")
             target = bp.start_guardrails(processes, tmp, model, "sync", where.server, under=under, name=f"sync-{name}")
             targets.append(dataclasses.replace(target, body=BODY, label=f"sync, writer stand-in `{name}`"))
+        for name, label in (("table", "`decisions` table alone"), ("deferred", f"indexed every {DEFERRED_EVERY}")):
+            under = (h.PYTHON, str(Path(__file__).resolve()), "--serve", name, "--")
+            target = bp.start_guardrails(processes, tmp, model, "sync", where.server, under=under, name=f"sync-{name}")
+            targets.append(dataclasses.replace(target, body=BODY, label=f"sync, {label}"))
         gen = h.LoadGenerator(tmp, where.load)
         samples = h.measure(gen, processes, targets, [CONNECTIONS], settings)
         fallbacks = sum(h.fallback_count(h.metrics_url(t)) for t in targets)
@@ -124,12 +194,14 @@ def bench(settings: h.Settings) -> None:
         per_batch = records_per_batch(tmp)
     print(f"Audit cost floor: POST /v1/decide/credit-risk, {gen.describe()}, {CONNECTIONS} connections")
     print(f"{where.describe()}; {settings.rounds} rounds x {settings.seconds} s, servers interleaved")
-    print("a ratio is the median of per-round ratios to audit off [min .. max]")
+    print("a ratio is the median of per-round ratios to audit off [min .. max]; the CPU ratio is audit off's CPU")
+    print("per request over this server's, per round: what the throughput ratio would be if CPU were all that moved")
     runs = {t.name: samples[(t.name, CONNECTIONS)] for t in targets}
     off = runs[targets[0].name]
     for target in targets:
         run = runs[target.name]
         ratios = [s.rps / o.rps for s, o in zip(run, off, strict=True)]
+        cpu_ratios = [o.cpu_us / s.cpu_us for s, o in zip(run, off, strict=True)]
         rates = [s.rps for s in run]
         cpu = statistics.median(s.cpu_us for s in run)
         label = "audit off" if target is targets[0] else target.label.removeprefix("(c) guardrails serve, ")
@@ -137,22 +209,48 @@ def bench(settings: h.Settings) -> None:
         print(
             f"  {label:<32} {statistics.median(rates):>8,.0f} requests/s  CPU {cpu:>4,.0f} us/request"
             f"  ratio {statistics.median(ratios):.2f} [{min(ratios):.2f} .. {max(ratios):.2f}]"
+            + f"  CPU ratio {statistics.median(cpu_ratios):.2f}"
             + ("" if batch is None else f"  {batch:.1f} records a batch")
         )
     errors = sum(s.errors for run in runs.values() for s in run)
     if errors or fallbacks:
         print(f"  WARNING: {errors} answers were not 2xx, {fallbacks:.0f} were fallbacks")
-    print(f"  bench_audit's target for sync: >= {TARGET}; the `fsync` stand-in bounds what any store can reach")
+    print(f"  bench_audit's target for sync: >= {TARGET}; the `fsync` stand-in bounds what any store can reach,")
+    print("  `table` what SQLite can reach with no index to keep, `deferred` with the indexes kept in bulk")
 
 
 def check_writers(tmp: Path) -> None:
-    """The real store wrote records and no stand-in did: each server ran the writer it names."""
-    for name in ("sync", *(f"sync-{n}" for n in STAND_INS)):
+    """Each server ran what it names: the real store wrote records in the layout it names, no stand-in wrote any."""
+    layouts = {"sync": "as it is", "sync-table": "table", "sync-deferred": "deferred"}
+    for name in (*layouts, *(f"sync-{n}" for n in STAND_INS)):
         audit = tmp / f"audit-{name}.db"
         with contextlib.closing(sqlite3.connect(f"file:{audit}?mode=ro", uri=True)) as connection:
-            stored = connection.execute("SELECT count(*) FROM decisions").fetchone()[0]
-        if (stored > 0) != (name == "sync"):
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            stored, indexes, reasons = (connection.execute(f"SELECT {count}").fetchone()[0] for count in _COUNTS)
+            side = "SELECT count(*) FROM decision_index"
+            indexed = connection.execute(side).fetchone()[0] if "decision_index" in tables else None
+        if (stored > 0) != (name in layouts):
             raise AssertionError(f"{audit.name} holds {stored} records: the server did not run the writer it names")
+        wrong = {
+            "sync-table": indexes or reasons or indexed is not None,
+            "sync-deferred": indexes
+            or indexed is None
+            or stored - indexed >= DEFERRED_EVERY
+            or indexed
+            and not reasons,
+        }.get(name, False)
+        if wrong:
+            raise AssertionError(
+                f"{audit.name} is not the `{layouts[name]}` layout: {stored} records, {indexes} indexes on them,"
+                f" reasons rows for {reasons}, {indexed} in the side table"
+            )
+
+
+_COUNTS = (  # what check_writers reads of a file: its records, the indexes on them, the records with reasons rows
+    "count(*) FROM decisions",
+    "count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'decisions'",
+    "count(DISTINCT seq) FROM decision_reasons",
+)
 
 
 def records_per_batch(tmp: Path) -> dict[str, float]:
@@ -169,8 +267,8 @@ def records_per_batch(tmp: Path) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--serve"]:
-        if len(args) < 4 or args[1] not in STAND_INS or args[2] != "--":
-            raise SystemExit(f"usage: --serve {{{','.join(STAND_INS)}}} -- python -m guardrails ...")
+        if len(args) < 4 or args[1] not in VARIANTS or args[2] != "--":
+            raise SystemExit(f"usage: --serve {{{','.join(VARIANTS)}}} -- python -m guardrails ...")
         return serve(args[1], args[3:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke test: one short round")
