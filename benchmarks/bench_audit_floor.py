@@ -26,8 +26,9 @@ Beside them, two other layouts of the real store, in `sync`:
 
 Everything else is the real server: bench_proxy's placement (the proxy alone on one core), wrk
 at 32 connections, the body with an `audit: hash` field, as bench_audit's proxy part. The
-stand-ins are for measuring only: the server runs them through this file's `--serve`, which
-replaces the writer and then runs the guardrails CLI in the same process.
+stand-ins and layouts are for measuring only: the server runs them through this file's
+`--serve`, which replaces the writer (or the schema and `Rows.insert`) and then runs the
+guardrails CLI in the same process.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ FULL = h.Settings(rounds=12, seconds=2, warmup_seconds=1)
 QUICK = h.Settings(rounds=1, seconds=1, warmup_seconds=1)
 
 
-# ---- the stand-in writers (in the server's process) ----------------------------------------------------------
+# ---- the stand-in writers and layouts (in the server's process) ----------------------------------------------
 
 
 def stand_in(name: str) -> Callable[[Any, Any, list[Any]], None]:
