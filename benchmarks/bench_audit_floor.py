@@ -129,6 +129,7 @@ def store_variant(name: str) -> None:
     else:
         bare = _SIDE_TABLE + bare.replace("ON decisions (", "ON decision_index (")
     pending: dict[str, list[tuple[Any, ...]]] = {"reasons": [], "rules": []}
+    indexed: list[int] = []  # `deferred`: the last seq in the side table, read from the file once, then kept here
 
     def create_schema(connection: sqlite3.Connection) -> bool:
         connection.executescript(bare)
@@ -140,14 +141,16 @@ def store_variant(name: str) -> None:
             return
         pending["reasons"] += rows.reasons
         pending["rules"] += rows.rules
-        indexed = connection.execute("SELECT coalesce(max(seq), 0) FROM decision_index").fetchone()[0]
-        if rows.decisions[-1][0] - indexed < DEFERRED_EVERY:
+        if not indexed:
+            indexed.append(connection.execute("SELECT coalesce(max(seq), 0) FROM decision_index").fetchone()[0])
+        last = rows.decisions[-1][0]
+        if last - indexed[0] < DEFERRED_EVERY:
             return
         columns = "seq, decision_id, ts_ms, policy, outcome, fallback, request_id"
-        connection.execute(f"INSERT INTO decision_index SELECT {columns} FROM decisions WHERE seq > ?", (indexed,))
+        connection.execute(f"INSERT INTO decision_index SELECT {columns} FROM decisions WHERE seq > ?", indexed)
         sqlite._insert_rows(connection, "INSERT OR IGNORE INTO decision_reasons", pending["reasons"])
         sqlite._insert_rows(connection, "INSERT OR IGNORE INTO decision_rules", pending["rules"])
-        pending["reasons"], pending["rules"] = [], []
+        pending["reasons"], pending["rules"], indexed[0] = [], [], last
 
     sqlite.create_schema = create_schema  # type: ignore[assignment]
     sqlite.Rows.insert = insert  # type: ignore[method-assign]
